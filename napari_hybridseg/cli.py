@@ -1,0 +1,349 @@
+"""The ``hybridseg`` command line: pretrain, finetune, predict, evaluate, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .data.io import ImageReadError
+from .model.checkpoint import CheckpointError
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed without a traceback."""
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+
+
+def _add_data(p: argparse.ArgumentParser, split: str | None, required: bool = True) -> None:
+    g = p.add_argument_group("data (either --data/--domain/--split or --images/--masks)")
+    g.add_argument("--data", type=Path, help="root of a data set in the shared layout (<root>/<domain>/images, splits.json)")
+    g.add_argument("--domain", help="domain folder under --data, e.g. fluorescence")
+    g.add_argument("--split", default=split, help=f"split of the domain (default: {split})")
+    g.add_argument("--images", type=Path, help="a folder of images")
+    g.add_argument("--masks", type=Path, help="a folder of masks with the images' file names")
+
+
+def _add_train(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=steps)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--crop", type=int, default=128, help="crop size in pixels")
+    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--log", type=Path, help="write the training log here as JSON lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybridseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pretrain a model on a labelled source domain (runs under torchrun too)")
+    _add_data(p, split="train")
+    _add_train(p, steps=2000, lr=2e-3)
+    p.add_argument("--method", choices=["hybrid", "supervised", "diffusion"], default="hybrid")
+    p.add_argument("--lambda-image", type=float, default=1.0)
+    p.add_argument("--lambda-mask", type=float, default=1.0)
+    p.add_argument("--clean-fraction", type=float, default=0.25, help="share of each hybrid batch at σ≈0")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="model image channels")
+    p.add_argument("--classes", type=int, default=2, help="K mask classes (2: background/foreground from labels > 0)")
+    p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.safetensors)")
+    _add_common(p)
+
+    p = sub.add_parser("finetune", help="fine-tune a checkpoint on a few labelled target images")
+    p.add_argument("--checkpoint", type=Path, help="start from this checkpoint (default: the shipped model)")
+    _add_data(p, split="pool")
+    _add_train(p, steps=200, lr=1e-3)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--n-labels", type=int, help="draw this many labelled images from the split (with --seed)")
+    g.add_argument("--ids", help="comma-separated ids of the labelled images")
+    p.add_argument("--loss", choices=["mask", "hybrid"], default="mask")
+    p.add_argument("--unlabelled-share", type=float, default=0.0, help="share of each batch from the split's unlabelled images")
+    p.add_argument("--out", type=Path, required=True)
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="predict masks for a folder (or files) of images")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("--output", type=Path, required=True, help="folder (png) or .zarr store (zarr)")
+    p.add_argument("--format", choices=["png", "zarr"], default=None, help="default: zarr if --output ends in .zarr")
+    _add_common(p)
+
+    p = sub.add_parser("evaluate", help="Dice and IoU of a checkpoint on labelled images")
+    p.add_argument("--checkpoint", type=Path)
+    _add_data(p, split="test")
+    p.add_argument("--out", type=Path, help="write the scores here as JSON")
+    _add_common(p)
+
+    p = sub.add_parser("simulate", help="the 'label 5 images then refine' loop, headless, with true masks as corrections")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--data", type=Path, help="default: the bundled sample set")
+    p.add_argument("--domain", default=None)
+    p.add_argument("--pool-split", default="pool")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--round-size", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps per refinement")
+    p.add_argument("--loss", choices=["mask", "hybrid"], default="mask")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="write the per-round scores here as JSON")
+    _add_common(p)
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _setup_torch(args: argparse.Namespace):
+    import torch
+
+    from .model.inference import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return resolve_device(args.device)
+    except RuntimeError as err:
+        raise UsageError(str(err)) from None
+
+
+def _load_samples(args: argparse.Namespace, split: str | None = None, ids: list[str] | None = None, with_labels: bool = True):
+    from .data.datasets import load_domain, load_folder_pair
+
+    if args.images is not None:
+        if args.data is not None:
+            raise UsageError("give either --data or --images, not both")
+        return load_folder_pair(args.images, args.masks if with_labels else None)
+    if args.data is None or args.domain is None:
+        raise UsageError("give --data ROOT --domain NAME (shared layout) or --images DIR --masks DIR")
+    return load_domain(args.data, args.domain, split=split if ids is None else None, ids=ids, with_labels=with_labels)
+
+
+def _data_description(args: argparse.Namespace, samples) -> dict[str, Any]:
+    if args.images is not None:
+        return {"images": str(args.images), "masks": str(args.masks), "n_images": len(samples)}
+    return {"root": Path(args.data).name, "domain": args.domain, "split": args.split, "n_images": len(samples)}
+
+
+def _checkpoint(args: argparse.Namespace) -> Path:
+    from .resources import default_model_path
+
+    return args.checkpoint if args.checkpoint is not None else default_model_path()
+
+
+def _train_config(args: argparse.Namespace, log_every: int):
+    from .learn.train import TrainConfig
+
+    return TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, crop_size=args.crop, lr=args.lr, seed=args.seed, log_every=log_every
+    )
+
+
+class _ProgressLog:
+    """tqdm bar plus an optional JSON-lines log of the training loss."""
+
+    def __init__(self, total: int, desc: str, log_path: Path | None, enabled: bool = True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled)
+        self.file = None
+        if log_path is not None and enabled:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(log_path, "w")
+        self.first = None
+        self.last = None
+        self.done = 0
+
+    def __call__(self, entry) -> None:
+        self.bar.update(entry.step - self.done)
+        self.done = entry.step
+        self.bar.set_postfix(loss=f"{entry.loss:.4f}")
+        if self.first is None:
+            self.first = entry
+        self.last = entry
+        if self.file is not None:
+            self.file.write(json.dumps(entry.to_dict()) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .learn.distributed import init_distributed, shutdown, weights_digest, wrap
+    from .learn.pretrain import ModelConfig, pretrain
+    from .model.checkpoint import save_checkpoint
+    from .model.loss import LossConfig
+
+    device = _setup_torch(args)
+    ctx = init_distributed(device)
+    try:
+        samples = _load_samples(args, split=args.split)
+        loss_config = LossConfig(
+            method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask, clean_fraction=args.clean_fraction
+        )
+        model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels)
+        train_config = _train_config(args, log_every=max(1, min(50, args.steps // 20)))
+        progress = _ProgressLog(args.steps, f"pretrain {args.method}", args.log, enabled=ctx.is_main)
+        try:
+            result = pretrain(
+                samples, loss_config, train_config, model_config, ctx.device, _data_description(args, samples),
+                rank=ctx.rank, wrap=lambda m: wrap(m, ctx), on_log=progress,
+            )
+        finally:
+            progress.close()
+        if ctx.enabled:
+            result.metadata["pretraining"]["world_size"] = ctx.world_size
+            print(f"weights-digest rank={ctx.rank} sha256={weights_digest(result.model)}", flush=True)
+        if ctx.is_main:
+            save_checkpoint(args.out, result.model, result.metadata)
+            print(f"training loss {progress.first.loss:.4f} (step {progress.first.step}) -> "
+                  f"{progress.last.loss:.4f} (step {progress.last.step}); saved {args.out}")
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .data.datasets import choose_subset, split_ids
+    from .learn.finetune import FinetuneConfig, finetune
+    from .model.checkpoint import load_checkpoint, save_checkpoint
+
+    device = _setup_torch(args)
+    model, meta = load_checkpoint(_checkpoint(args))
+    if args.ids:
+        ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+    elif args.n_labels is not None and args.images is None:
+        if args.data is None or args.domain is None:
+            raise UsageError("--n-labels needs --data and --domain")
+        ids = choose_subset(split_ids(args.data, args.domain, args.split), args.n_labels, args.seed)
+    else:
+        ids = None
+    labelled = _load_samples(args, split=args.split, ids=ids)
+    if args.n_labels is not None and args.images is not None:
+        labelled = [labelled[i] for i in sorted(choose_subset(list(range(len(labelled))), args.n_labels, args.seed))]
+    unlabelled = None
+    if args.unlabelled_share > 0:
+        chosen = {s.id for s in labelled}
+        unlabelled = [s for s in _load_samples(args, split=args.split, with_labels=False) if s.id not in chosen]
+    print(f"fine-tuning on {len(labelled)} labelled image(s): {', '.join(s.id for s in labelled)}")
+    progress = _ProgressLog(args.steps, "finetune", args.log)
+    try:
+        tuned, new_meta, _ = finetune(
+            model, meta, labelled, _train_config(args, log_every=10),
+            FinetuneConfig(loss=args.loss, unlabelled_share=args.unlabelled_share), unlabelled, device, on_log=progress,
+        )
+    finally:
+        progress.close()
+    save_checkpoint(args.out, tuned, new_meta)
+    print(f"training loss {progress.first.loss:.4f} -> {progress.last.loss:.4f}; saved {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data.io import is_image_file, list_images, read_image
+    from .export import MaskWriter
+    from .model.inference import Segmenter
+
+    device = _setup_torch(args)
+    files: list[Path] = []
+    for item in args.inputs:
+        if item.is_dir():
+            files.extend(list_images(item))
+        elif is_image_file(item):
+            files.append(item)
+        else:
+            raise UsageError(f"{item} is neither a folder nor a PNG/TIFF/JPEG image")
+    if not files:
+        raise UsageError("no images found in the inputs")
+    fmt = args.format or ("zarr" if args.output.suffix == ".zarr" else "png")
+    segmenter = Segmenter.from_checkpoint(_checkpoint(args), device)
+    writer = MaskWriter(args.output, fmt)
+    failed = 0
+    for path in tqdm(files, desc="predict", unit="image"):
+        try:
+            writer.write(path.stem, segmenter.predict(read_image(path)))
+        except ImageReadError as err:
+            failed += 1
+            tqdm.write(f"skipped: {err}")
+    print(f"wrote {len(files) - failed} mask(s) to {args.output} ({fmt})" + (f"; skipped {failed}" if failed else ""))
+    return 1 if failed == len(files) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .learn.evaluate import evaluate
+    from .model.inference import Segmenter
+
+    device = _setup_torch(args)
+    segmenter = Segmenter.from_checkpoint(_checkpoint(args), device)
+    samples = _load_samples(args, split=args.split)
+    scores = evaluate(segmenter, samples, progress=True)
+    scores["checkpoint"] = str(_checkpoint(args))
+    scores["data"] = _data_description(args, samples)
+    for row in scores["per_image"]:
+        print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}")
+    print(f"mean over {scores['n_images']} images: dice {scores['mean_dice']:.4f}  iou {scores['mean_iou']:.4f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(scores, indent=1))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .learn.simulate import simulate
+    from .resources import SAMPLE_DOMAIN, sample_data_root
+
+    device = _setup_torch(args)
+    root = args.data if args.data is not None else sample_data_root()
+    domain = args.domain or (SAMPLE_DOMAIN if args.data is None else None)
+    if domain is None:
+        raise UsageError("--domain is needed with --data")
+    rounds = simulate(
+        checkpoint=_checkpoint(args), root=root, domain=domain, pool_split=args.pool_split, test_split=args.test_split,
+        round_size=args.round_size, rounds=args.rounds, steps=args.steps, loss=args.loss, seed=args.seed, device=device,
+        echo=print,
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rounds, indent=1))
+    return 0
+
+
+COMMANDS = {
+    "pretrain": cmd_pretrain,
+    "finetune": cmd_finetune,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "simulate": cmd_simulate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"hybridseg {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

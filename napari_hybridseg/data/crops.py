@@ -1,0 +1,78 @@
+"""Random training crops with flips and right-angle rotations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model.loss import IGNORE_INDEX
+from .datasets import Sample
+from .prepare import expand_channels, labels_to_classes, prepare_image
+
+
+class CropSampler:
+    """Draws batches of random crops from a list of samples held in memory.
+
+    Images are normalised once (float16 to save memory); crops are taken at
+    random positions, images smaller than the crop are reflect-padded.
+    Samples without labels yield masks of IGNORE_INDEX.
+    """
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        model_channels: int,
+        n_classes: int,
+        crop_size: int = 128,
+        sigma_data: float = 0.5,
+        seed: int = 0,
+    ):
+        if not samples:
+            raise ValueError("no images to train on")
+        self.model_channels = model_channels
+        self.crop_size = crop_size
+        self.rng = np.random.default_rng(seed)
+        self.images = []
+        self.masks = []
+        for s in samples:
+            image = prepare_image(s.image, model_channels, sigma_data).astype(np.float16)
+            if s.labels is None:
+                mask = np.full(image.shape[1:], IGNORE_INDEX, dtype=np.int8 if n_classes < 127 else np.int16)
+            else:
+                mask = labels_to_classes(s.labels, n_classes).astype(np.int8 if n_classes < 127 else np.int16)
+            image, mask = self._pad(image, mask)
+            self.images.append(image)
+            self.masks.append(mask)
+        # Large images are drawn more often, so that every pixel is seen about equally.
+        areas = np.array([m.size for m in self.masks], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def _pad(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = mask.shape
+        ph, pw = max(0, self.crop_size - h), max(0, self.crop_size - w)
+        if ph or pw:
+            pad = ((0, ph), (0, pw))
+            mode = "reflect" if min(h, w) > 1 else "edge"
+            image = np.pad(image, ((0, 0), *pad), mode=mode)
+            mask = np.pad(mask, pad, mode=mode)
+        return image, mask
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.images[index], self.masks[index]
+        h, w = mask.shape
+        c = self.crop_size
+        y, x = self.rng.integers(0, h - c + 1), self.rng.integers(0, w - c + 1)
+        img = image[:, y : y + c, x : x + c].astype(np.float32)
+        msk = mask[y : y + c, x : x + c].astype(np.int64)
+        k = int(self.rng.integers(4))
+        img, msk = np.rot90(img, k, axes=(1, 2)), np.rot90(msk, k)
+        if self.rng.random() < 0.5:
+            img, msk = img[:, :, ::-1], msk[:, ::-1]
+        return expand_channels(img, self.model_channels), msk
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.rng.choice(len(self.images), size=batch_size, p=self.weights)
+        pairs = [self.crop(int(i)) for i in idx]
+        images = torch.from_numpy(np.stack([p[0] for p in pairs]).copy())
+        masks = torch.from_numpy(np.stack([p[1] for p in pairs]).copy())
+        return images, masks

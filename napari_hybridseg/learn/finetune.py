@@ -1,0 +1,98 @@
+"""Fine-tuning a pretrained model on a few labelled target images."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..data.crops import CropSampler
+from ..data.datasets import Sample
+from ..model.loss import HybridLoss, LossConfig
+from ..model.precond import HybridSegModel
+from .train import StepLog, TrainConfig, train
+
+FINETUNE_LOSSES = ("mask", "hybrid")
+
+
+@dataclass
+class FinetuneConfig:
+    loss: str = "mask"  # "mask": CE + Dice on clean input; "hybrid": the pretraining loss
+    unlabelled_share: float = 0.0  # part of each batch drawn from unlabelled images (denoising only)
+
+    def __post_init__(self):
+        if self.loss not in FINETUNE_LOSSES:
+            raise ValueError(f"fine-tuning loss must be one of {FINETUNE_LOSSES}, got {self.loss!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_finetune_train_config(**overrides: Any) -> TrainConfig:
+    return TrainConfig(**{"steps": 200, "batch_size": 8, "crop_size": 128, "lr": 1e-3, "log_every": 10, **overrides})
+
+
+def finetune(
+    model: HybridSegModel,
+    metadata: dict[str, Any],
+    labelled: list[Sample],
+    train_config: TrainConfig,
+    config: FinetuneConfig = FinetuneConfig(),
+    unlabelled: list[Sample] | None = None,
+    device: torch.device = torch.device("cpu"),
+    on_log: Callable[[StepLog], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[HybridSegModel, dict[str, Any], list[StepLog]]:
+    """Return a fine-tuned copy of ``model``; the original is left untouched."""
+    if not labelled:
+        raise ValueError("fine-tuning needs at least one labelled image")
+    torch.manual_seed(train_config.seed)
+    tuned = copy.deepcopy(model).to(device)
+    if metadata.get("method") == "diffusion" and not metadata.get("finetuning"):
+        tuned.reset_mask_head()  # diffusion pretraining never trained the mask head
+
+    sampler_args = dict(
+        model_channels=tuned.image_channels,
+        n_classes=tuned.n_classes,
+        crop_size=train_config.crop_size,
+        sigma_data=tuned.sigma_data,
+    )
+    labelled_crops = CropSampler(labelled, seed=train_config.seed, **sampler_args)
+    n_unlabelled = int(round(config.unlabelled_share * train_config.batch_size)) if unlabelled else 0
+    unlabelled_crops = CropSampler(unlabelled, seed=train_config.seed + 1, **sampler_args) if n_unlabelled else None
+
+    def next_batch():
+        images, masks = labelled_crops.batch(train_config.batch_size - n_unlabelled)
+        if unlabelled_crops is not None:
+            u_images, u_masks = unlabelled_crops.batch(n_unlabelled)
+            images, masks = torch.cat([images, u_images]), torch.cat([masks, u_masks])
+        return images, masks
+
+    pretrain_loss = metadata.get("loss", {})
+    if config.loss == "mask":
+        loss_config = LossConfig(method="supervised")
+    else:
+        loss_config = LossConfig(
+            method="hybrid",
+            **{k: pretrain_loss[k] for k in ("lambda_image", "lambda_mask", "p_mean", "p_std", "clean_fraction") if k in pretrain_loss},
+        )
+    if n_unlabelled and config.loss == "mask":
+        # unlabelled images only help through the denoising term
+        loss_config = LossConfig(method="hybrid", clean_fraction=loss_config.clean_fraction)
+    history = train(
+        tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config, device, on_log=on_log, should_stop=should_stop
+    )
+    new_meta = copy.deepcopy(metadata)
+    new_meta.setdefault("finetuning", []).append(
+        {
+            "labelled_ids": [s.id for s in labelled],
+            "n_unlabelled": len(unlabelled or []),
+            "config": config.to_dict(),
+            "loss": loss_config.to_dict(),
+            "train": train_config.to_dict(),
+            "final_loss": history[-1].loss if history else None,
+        }
+    )
+    return tuned.eval(), new_meta, history

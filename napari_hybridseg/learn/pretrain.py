@@ -1,0 +1,88 @@
+"""Source-domain pretraining with one of the three pretext methods."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..data.crops import CropSampler
+from ..data.datasets import Sample
+from ..model.checkpoint import model_metadata
+from ..model.loss import HybridLoss, LossConfig
+from ..model.precond import HybridSegModel
+from .train import StepLog, TrainConfig, train
+
+
+@dataclass
+class ModelConfig:
+    image_channels: int = 3
+    n_classes: int = 2
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 4, 4)
+    blocks_per_level: int = 1
+    sigma_data: float = 0.5
+
+    def build(self) -> HybridSegModel:
+        return HybridSegModel(
+            image_channels=self.image_channels,
+            n_classes=self.n_classes,
+            sigma_data=self.sigma_data,
+            base_channels=self.base_channels,
+            channel_mults=tuple(self.channel_mults),
+            blocks_per_level=self.blocks_per_level,
+        )
+
+
+@dataclass
+class PretrainResult:
+    model: HybridSegModel
+    metadata: dict[str, Any]
+    history: list[StepLog] = field(default_factory=list)
+
+
+def pretrain(
+    samples: list[Sample],
+    loss_config: LossConfig,
+    train_config: TrainConfig,
+    model_config: ModelConfig,
+    device: torch.device,
+    data_description: dict[str, Any],
+    rank: int = 0,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    on_log: Callable[[StepLog], None] | None = None,
+) -> PretrainResult:
+    """Train a fresh model on labelled source samples.
+
+    ``wrap`` lets a caller put the model in DistributedDataParallel; each
+    rank draws its own crops (seeded by rank) from the same samples.
+    """
+    torch.manual_seed(train_config.seed)
+    model = model_config.build().to(device)
+    torch.manual_seed(train_config.seed + 7919 * rank)
+    sampler = CropSampler(
+        samples,
+        model_channels=model_config.image_channels,
+        n_classes=model_config.n_classes,
+        crop_size=train_config.crop_size,
+        sigma_data=model_config.sigma_data,
+        seed=train_config.seed + 7919 * rank,
+    )
+    trained = wrap(model) if wrap is not None else model
+    loss = HybridLoss(loss_config, sigma_data=model_config.sigma_data)
+    history = train(trained, loss, lambda: sampler.batch(train_config.batch_size), train_config, device, on_log=on_log)
+    metadata = model_metadata(
+        model,
+        method=loss_config.method,
+        loss=loss_config.to_dict(),
+        pretraining={"data": data_description, "train": train_config.to_dict(), "final_loss": history[-1].loss if history else None},
+        finetuning=[],
+    )
+    return PretrainResult(model.eval(), metadata, history)
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    known = {k: v for k, v in d.items() if k in asdict(ModelConfig())}
+    return ModelConfig(**known)

@@ -1,0 +1,60 @@
+"""EDM preconditioning around the raw U-Net, with an extra mask head.
+
+``HybridSegModel(x_noisy, sigma)`` returns the denoised image (EDM's ``D``)
+and K mask logits, both from the same forward pass of one network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .unet import UNet, UNetConfig
+
+SIGMA_MIN = 0.002
+SIGMA_MAX = 80.0
+
+
+class HybridSegModel(nn.Module):
+    def __init__(self, image_channels: int, n_classes: int, sigma_data: float = 0.5, **unet_kwargs):
+        super().__init__()
+        self.image_channels = image_channels
+        self.n_classes = n_classes
+        self.sigma_data = sigma_data
+        self.net = UNet(
+            UNetConfig(in_channels=image_channels, out_channels=image_channels + n_classes, **unet_kwargs)
+        )
+
+    @property
+    def unet_config(self) -> UNetConfig:
+        return self.net.config
+
+    def preconditioning(self, sigma: torch.Tensor) -> dict[str, torch.Tensor]:
+        """EDM's c_skip, c_out, c_in (shaped for broadcasting) and c_noise."""
+        sd2 = self.sigma_data**2
+        s = sigma.reshape(-1, 1, 1, 1)
+        return {
+            "c_skip": sd2 / (s**2 + sd2),
+            "c_out": s * self.sigma_data / (s**2 + sd2).sqrt(),
+            "c_in": 1 / (s**2 + sd2).sqrt(),
+            "c_noise": sigma.reshape(-1).log() / 4,
+        }
+
+    def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        sigma = torch.as_tensor(sigma, dtype=x_noisy.dtype, device=x_noisy.device)
+        if sigma.ndim == 0:
+            sigma = sigma.expand(x_noisy.shape[0])
+        c = self.preconditioning(sigma)
+        out = self.net(c["c_in"] * x_noisy, c["c_noise"])
+        denoised = c["c_skip"] * x_noisy + c["c_out"] * out[:, : self.image_channels]
+        logits = out[:, self.image_channels :]
+        return denoised, logits
+
+    def reset_mask_head(self, generator: torch.Generator | None = None) -> None:
+        """Re-initialise the output weights of the mask logits (a new head)."""
+        conv = self.net.head[-1]
+        c = self.image_channels
+        fresh = nn.Conv2d(conv.in_channels, self.n_classes, 3, padding=1)
+        with torch.no_grad():
+            conv.weight[c:] = fresh.weight.to(conv.weight)
+            conv.bias[c:] = fresh.bias.to(conv.bias)
