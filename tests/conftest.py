@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("HYBRIDSEG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sample_root(tmp_path_factory) -> Path:
+    """A small synthetic data set in the shared layout (4 pool + 2 test images of 64²)."""
+    from napari_hybridseg.data.synthetic import write_sample_set
+
+    root = tmp_path_factory.mktemp("tiny_sample")
+    write_sample_set(root, n_pool=4, n_test=2, shape=(64, 64), domain="synth")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_sample_root, tmp_path_factory) -> Path:
+    """A small hybrid model pretrained for a few steps through the CLI."""
+    from napari_hybridseg.cli import main
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    rc = main(["pretrain", "--data", str(tiny_sample_root), "--domain", "synth", "--split", "pool",
+               "--steps", "4", "--batch-size", "2", "--crop", "32", "--base-channels", "8",
+               "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    return out
