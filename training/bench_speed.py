@@ -1,0 +1,101 @@
+"""Speed benchmark: one training step and one 256×256 prediction on this machine.
+
+    python -m training.bench_speed [--checkpoint PATH]
+
+Writes benchmarks/results/speed.json and the "speed" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from napari_hybridseg.model.inference import Segmenter
+from napari_hybridseg.model.loss import HybridLoss, LossConfig
+from napari_hybridseg.resources import default_model_path
+
+from .report import machine, machine_line, markdown_table, update_section, write_json
+
+
+def _timed(fn, repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def train_step_times(segmenter: Segmenter, threads: int, batch: int, crop: int, repeats: int) -> list[float]:
+    torch.set_num_threads(threads)
+    model = segmenter.model
+    model.train()
+    loss = HybridLoss(LossConfig("hybrid"), model.sigma_data)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    images = torch.randn(batch, model.image_channels, crop, crop) * 0.5
+    masks = torch.randint(0, model.n_classes, (batch, crop, crop))
+
+    def step():
+        terms = loss(model, images, masks)
+        optimiser.zero_grad()
+        terms.total.backward()
+        optimiser.step()
+
+    times = _timed(step, repeats)
+    model.eval()
+    return times
+
+
+def predict_times(segmenter: Segmenter, threads: int, size: int, repeats: int) -> list[float]:
+    torch.set_num_threads(threads)
+    image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    return _timed(lambda: segmenter.predict(image), repeats)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    checkpoint = args.checkpoint or default_model_path()
+    segmenter = Segmenter.from_checkpoint(checkpoint, "cpu")
+    n_params = sum(p.numel() for p in segmenter.model.parameters())
+    rows = []
+    for threads in sorted({1, torch.get_num_threads()}):
+        step = train_step_times(segmenter, threads, batch=8, crop=128, repeats=args.repeats)
+        pred256 = predict_times(segmenter, threads, 256, args.repeats)
+        pred1024 = predict_times(segmenter, threads, 1024, max(3, args.repeats // 4))
+        rows.append({
+            "threads": threads,
+            "train_step_s": {"median": statistics.median(step), "min": min(step), "batch": 8, "crop": 128},
+            "predict_256_s": {"median": statistics.median(pred256), "min": min(pred256)},
+            "predict_1024_s": {"median": statistics.median(pred1024), "min": min(pred1024)},
+        })
+    command = "python -m training.bench_speed" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
+    info = machine()
+    result = {"command": command, "machine": info, "model_parameters": n_params, "repeats": args.repeats, "results": rows}
+    write_json("speed", result)
+    table = markdown_table(
+        ["torch threads", "train step (batch 8, 128², hybrid loss)", "predict 256×256", "predict 1024×1024"],
+        [[r["threads"], f"{r['train_step_s']['median'] * 1000:.0f} ms", f"{r['predict_256_s']['median'] * 1000:.0f} ms",
+          f"{r['predict_1024_s']['median'] * 1000:.0f} ms"] for r in rows],
+    )
+    update_section(
+        "speed",
+        f"## Speed (CPU)\n\nMedians of {args.repeats} runs after 3 warm-up runs; the shipped model "
+        f"({n_params / 1e6:.2f} M parameters); predict includes normalisation and padding.\n\n{table}\n\n"
+        f"Command: `{command}`  \nMachine: {machine_line(info)}  \nResults: `benchmarks/results/speed.json`",
+    )
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
