@@ -62,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on a few labelled target images")
     p.add_argument("--checkpoint", type=Path, help="start from this checkpoint (default: the shipped model)")
+    p.add_argument("--scratch", action="store_true",
+                   help="start from random weights (the architecture of --checkpoint, or the default one)")
     _add_data(p, split="pool")
     _add_train(p, steps=200, lr=1e-3)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--n-labels", type=int, help="draw this many labelled images from the split (with --seed)")
     g.add_argument("--ids", help="comma-separated ids of the labelled images")
-    p.add_argument("--loss", choices=["mask", "hybrid"], default="mask")
-    p.add_argument("--unlabelled-share", type=float, default=0.0, help="share of each batch from the split's unlabelled images")
+XX, type=float, default=0.0, help="share of each batch from the split's unlabelled images")
     p.add_argument("--out", type=Path, required=True)
     _add_common(p)
 
@@ -219,13 +220,30 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scratch_model(args: argparse.Namespace):
+    import torch
+
+    from .learn.pretrain import ModelConfig
+    from .model.checkpoint import build_model, model_metadata, read_metadata
+
+    torch.manual_seed(args.seed)
+    if args.checkpoint is not None:
+        model = build_model(read_metadata(args.checkpoint))
+    else:
+        model = ModelConfig().build()
+    return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .data.datasets import choose_subset, split_ids
     from .learn.finetune import FinetuneConfig, finetune
     from .model.checkpoint import load_checkpoint, save_checkpoint
 
     device = _setup_torch(args)
-    model, meta = load_checkpoint(_checkpoint(args))
+    if args.scratch:
+        model, meta = _scratch_model(args)
+    else:
+        model, meta = load_checkpoint(_checkpoint(args))
     if args.ids:
         ids = [i.strip() for i in args.ids.split(",") if i.strip()]
     elif args.n_labels is not None and args.images is None:

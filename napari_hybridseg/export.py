@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -37,3 +40,65 @@ class MaskWriter:
         chunks = tuple(min(512, s) for s in mask.shape)
         array = self._group.create_array(name, shape=mask.shape, dtype=dtype, chunks=chunks, overwrite=True)
         array[...] = mask.astype(dtype)
+
+
+@dataclass
+class ExportItem:
+    """One accepted mask with its image and where it came from."""
+
+    key: str
+    image: np.ndarray
+    mask: np.ndarray
+    source_file: str | None = None
+    model_version: str | None = None
+    accepted_at: str | None = None
+
+    def provenance(self) -> dict:
+        return {"image": self.key, "source_file": self.source_file, "model_version": self.model_version or "default",
+                "accepted_at": self.accepted_at}
+
+
+def _image_axes(image: np.ndarray) -> tuple[np.ndarray, str]:
+    """NGFF wants channels first: (H, W, C) → (C, H, W) with axes "cyx"."""
+    if image.ndim == 3:
+        return np.moveaxis(image, -1, 0), "cyx"
+    return image, "yx"
+
+
+def export_ome_zarr(out: str | os.PathLike, items: Iterable[ExportItem]) -> Path:
+    """Write each image as an OME-Zarr (NGFF) image group ``<out>/<key>`` with its mask
+    as the label image ``labels/mask``; the root lists the images and their provenance."""
+    import zarr
+    from ome_zarr.writer import write_image, write_labels
+
+    out = Path(out)
+    root = zarr.open_group(str(out), mode="a")
+    index = dict(root.attrs.get("napari_hybridseg", {}).get("images", {}))
+    for item in items:
+        image, axes = _image_axes(np.asarray(item.image))
+        group = root.create_group(item.key, overwrite=True)
+        write_image(image, group, axes=axes, scale_factors=(), name=item.key)
+        group.attrs["napari_hybridseg"] = item.provenance()
+        mask = np.asarray(item.mask)
+        mask = mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
+        write_labels(mask, group, name="mask", axes="yx", scaler=None, scale_factors=(),
+                     label_metadata={"source": {"image": "../../"}})
+        group["labels"]["mask"].attrs["napari_hybridseg"] = item.provenance()
+        index[item.key] = item.provenance()
+    root.attrs["napari_hybridseg"] = {"format": "napari-hybridseg-export", "images": index}
+    return out
+
+
+def export_png(out: str | os.PathLike, items: Iterable[ExportItem]) -> Path:
+    """Write ``<out>/<key>.png`` label images and ``<out>/provenance.json``."""
+    out = Path(out)
+    writer = MaskWriter(out, "png")
+    index_path = out / "provenance.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    for item in items:
+        writer.write(item.key, item.mask)
+        index[item.key] = item.provenance()
+    tmp = index_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, index_path)
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -82,7 +82,3 @@ def pretrain(
     )
     return PretrainResult(model.eval(), metadata, history)
 
-
-def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    known = {k: v for k, v in d.items() if k in asdict(ModelConfig())}
-    return ModelConfig(**known)

@@ -1,0 +1,195 @@
+"""The "label 5 images then refine" workflow, without any GUI.
+
+:class:`AnnotationSession` ties a :class:`ProjectStore` to the active model:
+what mask to show for an image, accepting corrections, when to refine,
+building a background :class:`RefineJob` and installing its result. The
+napari dock is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from skimage.measure import label as connected_components
+
+from .data.datasets import Sample
+from .export import ExportItem
+from .learn.finetune import FinetuneConfig, default_finetune_train_config
+from .learn.refine import RefineJob, RefineResult
+from .model.checkpoint import load_checkpoint
+from .model.inference import Segmenter, resolve_device
+from .project import ProjectStore
+
+EDITED = "edited"  # the model tag of a mask the user changed but has not accepted
+REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 128, "refine_loss": "mask"}
+
+
+class AnnotationSession:
+    def __init__(self, store: ProjectStore, device: str | torch.device = "auto"):
+        self.store = store
+        self.device = resolve_device(device)
+        self._segmenters: dict[str | None, Segmenter] = {}
+
+    # -- models -----------------------------------------------------------------------
+    @property
+    def active_version(self) -> str | None:
+        return self.store.active_model
+
+    def version_label(self, version: str | None = ...) -> str:
+        version = self.active_version if version is ... else version
+        return version or "shipped default"
+
+    def segmenter(self, version: str | None = ...) -> Segmenter:
+        version = self.active_version if version is ... else version
+        if version not in self._segmenters:
+            model, meta = load_checkpoint(self.store.model_path(version))
+            self._segmenters = {version: Segmenter(model, meta, self.device)}  # keep one model in memory
+        return self._segmenters[version]
+
+    def set_active(self, version: str | None) -> None:
+        """Roll back or forward to any registered version (None: the shipped model)."""
+        self.store.set_active_model(version)
+
+    def import_checkpoint(self, path: str | os.PathLike) -> str:
+        """Use another checkpoint: validated, copied into the project and made the base for refinement."""
+        model, meta = load_checkpoint(path)
+        version = self.store.add_model_version(model, meta, parent=None, note=f"imported from {Path(path).name}",
+                                               activate=True)
+        self.store.update_settings(base_model=version)
+        return version
+
+    # -- navigation --------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        return [k for k in self.store.keys() if not self.store.record(k).missing]
+
+    def current(self) -> str:
+        keys = self.keys()
+        if not keys:
+            raise FileNotFoundError("the project has no images left to show")
+        position = self.store.position
+        return position if position in keys else keys[0]
+
+    def go(self, key: str) -> str:
+        self.store.position = key
+        return key
+
+    def step(self, delta: int) -> str:
+        keys = self.keys()
+        index = keys.index(self.current()) + delta
+        return self.go(keys[max(0, min(len(keys) - 1, index))])
+
+    # -- masks -------------------------------------------------------------------------
+    def mask_for(self, key: str) -> tuple[np.ndarray, str]:
+        """What to show for ``key``: the accepted mask, the user's draft, or the active
+        model's prediction (computed now if it is missing or stale); with its origin."""
+        if self.store.record(key).state == "accepted":
+            return self.store.accepted_mask(key), "accepted"
+        stored = self.store.prediction(key)
+        if stored is not None and stored[1] in (EDITED, self.active_version):
+            return stored[0], EDITED if stored[1] == EDITED else "predicted"
+        return self.predict(key), "predicted"
+
+    def predict(self, key: str, version: str | None = ...) -> np.ndarray:
+        version = self.active_version if version is ... else version
+        segmenter = self.segmenter(version)
+        classes = segmenter.predict(self.store.read_image(key))
+        mask = connected_components(classes > 0).astype(np.uint16) if segmenter.model.n_classes == 2 else classes
+        self.store.save_prediction(key, mask, version)
+        return mask
+
+    def save_draft(self, key: str, mask: np.ndarray) -> None:
+        """Keep an edited, not yet accepted mask so that nothing is lost on navigation."""
+        if self.store.record(key).state != "accepted":
+            self.store.save_prediction(key, np.asarray(mask), EDITED)
+
+    def accept(self, key: str, mask: np.ndarray) -> None:
+        stored = self.store.prediction(key)
+        origin = stored[1] if stored is not None and stored[1] != EDITED else self.active_version
+        self.store.accept(key, np.asarray(mask), from_model=origin)
+
+    def stale_keys(self) -> list[str]:
+        """Images whose shown mask would be a prediction of an older model."""
+        stale = []
+        for key in self.keys():
+            if self.store.record(key).state == "accepted":
+                continue
+            stored = self.store.prediction(key)
+            if stored is None or stored[1] not in (EDITED, self.active_version):
+                stale.append(key)
+        return stale
+
+    def refresh_predictions(self, keys: list[str] | None = None) -> Iterator[str]:
+        """Predict stale images with the active model, one at a time (for a worker)."""
+        version = self.active_version
+        for key in self.stale_keys() if keys is None else keys:
+            record = self.store.record(key)
+            stored = self.store.prediction(key)
+            if record.state == "accepted" or (stored is not None and stored[1] == EDITED):
+                continue  # accepted or edited meanwhile: never overwrite the user's work
+            self.predict(key, version)
+            yield key
+
+    # -- refinement --------------------------------------------------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**REFINE_DEFAULTS, **self.store.settings}
+
+    def trained_on(self) -> set[str]:
+        """Accepted images the active model was fine-tuned on."""
+        if self.active_version is None:
+            return set()
+        rounds = self.segmenter().metadata.get("finetuning") or []
+        return set(rounds[-1]["labelled_ids"]) if rounds else set()
+
+    def new_since_refine(self) -> int:
+        return len(set(self.store.accepted_keys()) - self.trained_on())
+
+    def refine_due(self) -> bool:
+        return self.new_since_refine() >= int(self.settings["refine_every"])
+
+    def make_refine_job(self, threads: int | None = None) -> RefineJob:
+        """A job that fine-tunes the base model on all accepted masks (not just the newest)."""
+        keys = self.store.accepted_keys()
+        if not keys:
+            raise ValueError("accept at least one mask before refining")
+        labelled = [Sample(k, self.store.read_image(k), self.store.accepted_mask(k)) for k in keys]
+        base_version = self.settings.get("base_model")
+        base_model, base_meta = load_checkpoint(self.store.model_path(base_version))
+        s = self.settings
+        train_config = default_finetune_train_config(
+            steps=int(s["refine_steps"]), batch_size=int(s["refine_batch_size"]), crop_size=int(s["refine_crop"]),
+            seed=len(self.store.model_versions()),
+        )
+        if threads is None:
+            threads = 1 if self.device.type == "cpu" else None
+        job = RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),
+                        device=self.device, threads=threads)
+        job.parent_version = self.active_version
+        return job
+
+    def finish_refine(self, job: RefineJob, result: RefineResult) -> str | None:
+        """Register and activate a successful result; returns the new version (or None)."""
+        run_entries = [e.to_dict() for e in result.history]
+        if not result.ok:
+            self.store.append_training_log(f"failed-{len(self.store.training_log())}",
+                                           run_entries + [{"status": result.status, "message": result.message}])
+            return None
+        version = self.store.add_model_version(
+            result.model, result.metadata, parent=getattr(job, "parent_version", None),
+            note=f"refined on {len(job.labelled)} accepted images in {result.seconds:.0f} s", activate=True,
+        )
+        self.store.append_training_log(version, run_entries)
+        return version
+
+    # -- export ------------------------------------------------------------------------
+    def export_items(self) -> list[ExportItem]:
+        items = []
+        for key in self.store.accepted_keys():
+            record = self.store.record(key)
+            items.append(ExportItem(key, self.store.read_image(key), self.store.accepted_mask(key), record.file,
+                                    record.mask_model, record.accepted_at))
+        return items
