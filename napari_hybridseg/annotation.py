@@ -82,6 +82,15 @@ class AnnotationSession:
         index = keys.index(self.current()) + delta
         return self.go(keys[max(0, min(len(keys) - 1, index))])
 
+    def suggest_next(self) -> str | None:
+        """The next image not yet accepted, after the current one (wrapping around)."""
+        keys = self.keys()
+        start = keys.index(self.current()) if keys else 0
+        for key in keys[start + 1 :] + keys[: start + 1]:
+            if self.store.record(key).state != "accepted":
+                return key
+        return None
+
     # -- masks -------------------------------------------------------------------------
     def mask_for(self, key: str) -> tuple[np.ndarray, str]:
         """What to show for ``key``: the accepted mask, the user's draft, or the active

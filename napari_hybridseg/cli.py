@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--n-labels", type=int, help="draw this many labelled images from the split (with --seed)")
     g.add_argument("--ids", help="comma-separated ids of the labelled images")
-XX, type=float, default=0.0, help="share of each batch from the split's unlabelled images")
+    p.add_argument("--loss", choices=["mask", "hybrid"], default="mask")
+    p.add_argument("--unlabelled-share", type=float, default=0.0, help="share of each batch from the split's unlabelled images")
     p.add_argument("--out", type=Path, required=True)
     _add_common(p)
 

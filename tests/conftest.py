@@ -27,3 +27,14 @@ def tiny_checkpoint(tiny_sample_root, tmp_path_factory) -> Path:
                "--device", "cpu", "--out", str(out)])
     assert rc == 0
     return out
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and tests must not oversubscribe a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -28,8 +28,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
-def read_array(path: str | os.PathLike) -> np.ndarray:
-    """Decode PNG/TIFF/JPEG into a numpy array without interpreting it."""
+def read_array(path: str | os.PathLike, palette_as_indices: bool = False) -> np.ndarray:
+    """Decode PNG/TIFF/JPEG into a numpy array; palette images become colours,
+    or their palette indices (label values) with ``palette_as_indices``."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -42,7 +43,7 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as img:
-            if img.mode == "P":
+            if img.mode == "P" and not palette_as_indices:
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             return np.asarray(img)
     except ImageReadError:
@@ -71,7 +72,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A label image (H, W) of non-negative integers."""
-    array = read_array(path)
+    array = read_array(path, palette_as_indices=True)
     if array.ndim == 3:
         if array.shape[-1] in (3, 4) and np.all(array[..., :3] == array[..., :1]):
             array = array[..., 0]

@@ -23,6 +23,8 @@ class FinetuneConfig:
     unlabelled_share: float = 0.0  # part of each batch drawn from unlabelled images (denoising only)
 
     def __post_init__(self):
+        if not 0.0 <= self.unlabelled_share < 1.0:
+            raise ValueError("unlabelled_share must lie in [0, 1): each batch needs labelled images")
         if self.loss not in FINETUNE_LOSSES:
             raise ValueError(f"fine-tuning loss must be one of {FINETUNE_LOSSES}, got {self.loss!r}")
 
@@ -51,7 +53,7 @@ def finetune(
     torch.manual_seed(train_config.seed)
     tuned = copy.deepcopy(model).to(device)
     if metadata.get("method") == "diffusion" and not metadata.get("finetuning"):
-        tuned.reset_mask_head()  # diffusion pretraining never trained the mask head
+        tuned.reset_mask_head(torch.Generator().manual_seed(train_config.seed))  # diffusion pretraining never trained the mask head
 
     sampler_args = dict(
         model_channels=tuned.image_channels,

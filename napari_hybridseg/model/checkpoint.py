@@ -34,6 +34,8 @@ def build_model(metadata: dict[str, Any]) -> HybridSegModel:
     if arch.get("name") != "unet":
         raise CheckpointError(f"unknown architecture {arch.get('name')!r}")
     unet = {k: v for k, v in arch.items() if k not in ("name", "in_channels", "out_channels")}
+    if int(unet.get("base_channels", 16)) * max(unet.get("channel_mults", [1])) > 4096:
+        raise CheckpointError("the architecture in this checkpoint is implausibly large")
     if "channel_mults" in unet:
         unet["channel_mults"] = tuple(unet["channel_mults"])
     return HybridSegModel(
@@ -70,16 +72,18 @@ def _sniff(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(16)
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if header_len <= min(size - 8, _MAX_HEADER_BYTES) and head[8:9] == b"{":
+            return  # a plausible safetensors header
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path.name} is a pickled PyTorch file (.pt/.pth), not a safetensors checkpoint. "
             "Pickles can run arbitrary code when loaded, so napari-hybridseg refuses them."
         )
-    if len(head) < 8:
+    if len(head) < 9:
         raise CheckpointError(f"{path.name} is too short to be a checkpoint ({size} bytes)")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > min(size - 8, _MAX_HEADER_BYTES) or head[8:9] != b"{":
-        raise CheckpointError(f"{path.name} is not a safetensors checkpoint (or it is truncated)")
+    raise CheckpointError(f"{path.name} is not a safetensors checkpoint (or it is truncated)")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -94,7 +98,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path.name} is damaged or truncated: {err}") from None
     if raw is None:
         raise CheckpointError(f"{path.name} is a safetensors file but not a napari-hybridseg checkpoint (no metadata)")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path.name} has unreadable metadata")
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path.name} has format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
@@ -108,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     meta = read_metadata(path)
     try:
         model = build_model(meta)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path.name} has unusable metadata: {err}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:

@@ -6,6 +6,8 @@ and K mask logits, both from the same forward pass of one network.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,10 +53,11 @@ class HybridSegModel(nn.Module):
         return denoised, logits
 
     def reset_mask_head(self, generator: torch.Generator | None = None) -> None:
-        """Re-initialise the output weights of the mask logits (a new head)."""
+        """Re-initialise the output weights of the mask logits (a new head), as nn.Conv2d would."""
         conv = self.net.head[-1]
         c = self.image_channels
-        fresh = nn.Conv2d(conv.in_channels, self.n_classes, 3, padding=1)
+        bound = 1 / math.sqrt(conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
         with torch.no_grad():
-            conv.weight[c:] = fresh.weight.to(conv.weight)
-            conv.bias[c:] = fresh.bias.to(conv.bias)
+            for param in (conv.weight, conv.bias):
+                fresh = torch.rand(param[c:].shape, generator=generator, device="cpu") * 2 - 1
+                param[c:] = (fresh * bound).to(param)

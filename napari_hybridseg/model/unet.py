@@ -25,7 +25,7 @@ class UNetConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Input sizes must be multiples of this (the network pads otherwise)."""
+        """Input sizes must be multiples of this (``Segmenter`` pads to it)."""
         return 2 ** (len(self.channel_mults) - 1)
 
     def to_dict(self) -> dict:

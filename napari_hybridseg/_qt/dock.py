@@ -1,0 +1,502 @@
+"""The annotation dock: open a folder, correct and accept masks, refine in the background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt, QThreadPool, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..annotation import EDITED, AnnotationSession
+from ..export import export_ome_zarr, export_png
+from ..project import ProjectStore
+from .loss_plot import LossPlot
+
+IMAGE_LAYER = "hybridseg image"
+MASK_LAYER = "hybridseg mask"
+STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
+ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
+
+
+class HybridSegDock(QWidget):
+    def __init__(self, napari_viewer, device: str = "auto"):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.device = device
+        self.session: AnnotationSession | None = None
+        self.key: str | None = None
+        self._mask_edited = False
+        self._loading_mask = False
+        self._refine_job = None
+        self._refine_worker = None
+        self._refresh_worker = None
+        self._predict_worker = None
+        self._build_ui()
+        self._poll = QTimer(self)
+        self._poll.setInterval(150)
+        self._poll.timeout.connect(self._drain_training_updates)
+        for key, action in ((ACCEPT_KEY, self.accept), (NEXT_KEY, self.next_image), (PREVIOUS_KEY, self.previous_image)):
+            self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
+        self._set_enabled(False)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+
+        source = QHBoxLayout()
+        self.open_button = QPushButton("Open folder…")
+        self.open_button.clicked.connect(self._choose_folder)
+        self.layers_button = QPushButton("Use open image layers")
+        self.layers_button.clicked.connect(self._use_layers)
+        source.addWidget(self.open_button)
+        source.addWidget(self.layers_button)
+        layout.addLayout(source)
+        self.project_label = QLabel("No project open")
+        self.project_label.setWordWrap(True)
+        layout.addWidget(self.project_label)
+
+        model_box = QGroupBox("Model")
+        model_layout = QHBoxLayout(model_box)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The active model version; pick an older one to roll back")
+        self.model_combo.activated.connect(self._model_chosen)
+        self.checkpoint_button = QPushButton("Load…")
+        self.checkpoint_button.setToolTip("Use another napari-hybridseg checkpoint (.safetensors)")
+        self.checkpoint_button.clicked.connect(self._choose_checkpoint)
+        model_layout.addWidget(self.model_combo, 1)
+        model_layout.addWidget(self.checkpoint_button)
+        layout.addWidget(model_box)
+
+        self.image_list = QListWidget()
+        self.image_list.setMinimumHeight(120)
+        self.image_list.itemActivated.connect(lambda item: self.show_image(item.data(Qt.ItemDataRole.UserRole)))
+        self.image_list.itemClicked.connect(lambda item: self.show_image(item.data(Qt.ItemDataRole.UserRole)))
+        layout.addWidget(self.image_list)
+
+        nav = QHBoxLayout()
+        self.previous_button = QPushButton("◀ Previous")
+        self.previous_button.clicked.connect(self.previous_image)
+        self.next_button = QPushButton("Next ▶")
+        self.next_button.clicked.connect(self.next_image)
+        self.suggested_button = QPushButton("Go to suggested")
+        self.suggested_button.clicked.connect(self.go_to_suggested)
+        for b in (self.previous_button, self.next_button, self.suggested_button):
+            nav.addWidget(b)
+        layout.addLayout(nav)
+        self.accept_button = QPushButton(f"Accept mask ({ACCEPT_KEY.replace('-', '+')})")
+        self.accept_button.setStyleSheet("font-weight: bold; padding: 6px;")
+        self.accept_button.clicked.connect(self.accept)
+        layout.addWidget(self.accept_button)
+
+        refine_box = QGroupBox("Refinement")
+        refine_layout = QVBoxLayout(refine_box)
+        every = QHBoxLayout()
+        every.addWidget(QLabel("Refine after every"))
+        self.refine_every = QSpinBox()
+        self.refine_every.setRange(1, 1000)
+        self.refine_every.setValue(5)
+        self.refine_every.valueChanged.connect(self._refine_every_changed)
+        every.addWidget(self.refine_every)
+        every.addWidget(QLabel("accepted images"))
+        every.addStretch(1)
+        refine_layout.addLayout(every)
+        buttons = QHBoxLayout()
+        self.refine_button = QPushButton("Refine now")
+        self.refine_button.clicked.connect(self.start_refine)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_refine)
+        buttons.addWidget(self.refine_button)
+        buttons.addWidget(self.cancel_button)
+        refine_layout.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        self.progress.setValue(0)
+        refine_layout.addWidget(self.progress)
+        self.loss_plot = LossPlot()
+        refine_layout.addWidget(self.loss_plot)
+        layout.addWidget(refine_box)
+
+        export = QHBoxLayout()
+        self.export_zarr_button = QPushButton("Export OME-Zarr…")
+        self.export_zarr_button.clicked.connect(self._choose_zarr_export)
+        self.export_png_button = QPushButton("Export PNG…")
+        self.export_png_button.clicked.connect(self._choose_png_export)
+        export.addWidget(self.export_zarr_button)
+        export.addWidget(self.export_png_button)
+        layout.addLayout(export)
+
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    def _set_enabled(self, enabled: bool) -> None:
+        for w in (self.model_combo, self.checkpoint_button, self.image_list, self.previous_button, self.next_button,
+                  self.suggested_button, self.accept_button, self.refine_button, self.refine_every,
+                  self.export_zarr_button, self.export_png_button):
+            w.setEnabled(enabled)
+
+    def say(self, message: str, level: str = "info") -> None:
+        self.status.setText(message)
+        {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
+
+    # ------------------------------------------------------------------ opening
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to label")
+        if folder:
+            self.open_folder(folder)
+
+    def open_folder(self, folder: str | Path, project_dir: str | Path | None = None) -> bool:
+        try:
+            store = ProjectStore.open(folder, project_dir)
+        except (OSError, ValueError) as err:
+            self.say(f"Could not open {folder}: {err}", "error")
+            return False
+        self._start_session(store, f"{Path(folder).name} ({len(store)} images)")
+        return True
+
+    def _use_layers(self) -> None:
+        from napari.layers import Image
+
+        layers = {layer.name: np.asarray(layer.data) for layer in self.viewer.layers
+                  if isinstance(layer, Image) and layer.name != IMAGE_LAYER}
+        if not layers:
+            self.say("There are no image layers open.", "warning")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the project store (masks, models)")
+        if folder:
+            self.open_layers(layers, folder)
+
+    def open_layers(self, images: dict[str, np.ndarray], project_dir: str | Path) -> bool:
+        try:
+            store = ProjectStore.from_arrays(images, project_dir)
+        except (OSError, ValueError) as err:
+            self.say(f"Could not use the layers: {err}", "error")
+            return False
+        self._start_session(store, f"{len(store)} image layers")
+        return True
+
+    def _start_session(self, store: ProjectStore, description: str) -> None:
+        self.close_project()
+        self.session = AnnotationSession(store, self.device)
+        self.project_label.setText(f"<b>{description}</b><br>project: {store.project_dir}")
+        self.refine_every.blockSignals(True)
+        self.refine_every.setValue(int(store.settings["refine_every"]))
+        self.refine_every.blockSignals(False)
+        self._set_enabled(True)
+        self._refresh_models()
+        self._refresh_list()
+        for problem in store.problems:
+            show_warning(problem)
+        self.show_image(self.session.current())
+
+    def close_project(self) -> None:
+        """Keep the user's edit, stop background work, forget the session."""
+        if self.session is None:
+            return
+        self._keep_draft()
+        if self._refine_job is not None:
+            self._refine_job.cancel()
+        for worker in (self._refine_worker, self._refresh_worker, self._predict_worker):
+            if worker is not None:
+                worker.quit()
+        QThreadPool.globalInstance().waitForDone(60_000)  # napari's workers run in the global pool
+        self._poll.stop()
+        self._refine_worker = self._refresh_worker = self._predict_worker = self._refine_job = None
+        self.session = None
+        self.key = None
+
+    # ------------------------------------------------------------------ models
+    def _refresh_models(self) -> None:
+        store = self.session.store
+        self.model_combo.clear()
+        self.model_combo.addItem("shipped default", None)
+        for v in store.model_versions():
+            if v.get("usable", True):
+                self.model_combo.addItem(f"{v['id']} — {v.get('note', '')}", v["id"])
+        index = self.model_combo.findData(store.active_model)
+        self.model_combo.setCurrentIndex(max(0, index))
+
+    def _model_chosen(self, index: int) -> None:
+        version = self.model_combo.itemData(index)
+        if version == self.session.active_version:
+            return
+        self.session.set_active(version)
+        self.say(f"Model {self.session.version_label()} is active; updating predictions.")
+        self._start_refresh()
+
+    def _choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "napari-hybridseg checkpoint", "", "Checkpoints (*.safetensors)")
+        if path:
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path) -> bool:
+        from ..model.checkpoint import CheckpointError
+
+        try:
+            version = self.session.import_checkpoint(path)
+        except (CheckpointError, OSError) as err:
+            self.say(str(err), "error")
+            return False
+        self._refresh_models()
+        self.say(f"{Path(path).name} is now the model ({version}); refinements start from it.")
+        self._start_refresh()
+        return True
+
+    # ------------------------------------------------------------------ images
+    def _refresh_list(self) -> None:
+        store = self.session.store
+        current = self.key
+        self.image_list.blockSignals(True)
+        self.image_list.clear()
+        for key in self.session.keys():
+            state = store.record(key).state
+            item = QListWidgetItem(f"{STATE_MARKS[state]} {key}  ({state})")
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            self.image_list.addItem(item)
+            if key == current:
+                self.image_list.setCurrentItem(item)
+        self.image_list.blockSignals(False)
+        n_accepted = len(store.accepted_keys())
+        self.accepted_label = f"{n_accepted} of {len(self.session.keys())} accepted"
+
+    def _keep_draft(self) -> None:
+        if self.session is not None and self.key is not None and self._mask_edited and MASK_LAYER in self.viewer.layers:
+            self.session.save_draft(self.key, self.viewer.layers[MASK_LAYER].data)
+            self._mask_edited = False
+
+    def show_image(self, key: str) -> None:
+        if self.session is None or key is None:
+            return
+        if key != self.key:
+            self._keep_draft()
+        try:
+            image = self.session.store.read_image(key)
+        except (OSError, ValueError) as err:
+            self.say(f"Cannot show {key}: {err}", "error")
+            self._refresh_list()
+            return
+        self.key = self.session.go(key)
+        rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+        if IMAGE_LAYER in self.viewer.layers and self.viewer.layers[IMAGE_LAYER].rgb == rgb:
+            self.viewer.layers[IMAGE_LAYER].data = image
+        else:
+            if IMAGE_LAYER in self.viewer.layers:
+                self.viewer.layers.remove(IMAGE_LAYER)
+            self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb)
+            if MASK_LAYER in self.viewer.layers:  # keep the mask above the image
+                self.viewer.layers.move(self.viewer.layers.index(MASK_LAYER), len(self.viewer.layers))
+        self._set_mask(np.zeros(image.shape[:2], dtype=np.uint16), editable=False)
+        self._refresh_list()
+        state = self.session.store.record(key).state
+        if state == "accepted" or self.session.store.prediction(key) is not None and key not in self.session.stale_keys():
+            mask, origin = self.session.mask_for(key)
+            self._show_mask(key, mask, origin)
+        else:
+            self._predict_in_background(key)
+
+    def _predict_in_background(self, key: str) -> None:
+        self.status.setText(f"Predicting {key} with {self.session.version_label()}…")
+        worker = create_worker(self.session.mask_for, key)
+        worker.returned.connect(lambda result, key=key: self._show_mask(key, *result))
+        worker.errored.connect(lambda err: self.say(f"Prediction failed: {err}", "error"))
+        self._predict_worker = worker
+        worker.start()
+
+    def _show_mask(self, key: str, mask: np.ndarray, origin: str) -> None:
+        if key != self.key:
+            return  # the user has moved on
+        self._set_mask(mask, editable=True)
+        where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
+                 "predicted": f"prediction of {self.session.version_label()}"}[origin]
+        self.status.setText(f"{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
+        self._refresh_list()
+
+    def _set_mask(self, mask: np.ndarray, editable: bool) -> None:
+        self._loading_mask = True
+        try:
+            if MASK_LAYER in self.viewer.layers:
+                layer = self.viewer.layers[MASK_LAYER]
+                layer.data = mask
+            else:
+                layer = self.viewer.add_labels(mask, name=MASK_LAYER, opacity=0.5)
+                layer.events.paint.connect(self._on_paint)
+                layer.events.data.connect(self._on_paint)
+            layer.editable = editable
+            self.viewer.layers.selection.active = layer
+        finally:
+            self._loading_mask = False
+        self._mask_edited = False
+
+    def _on_paint(self, event=None) -> None:
+        if not self._loading_mask:
+            self._mask_edited = True
+
+    def next_image(self) -> None:
+        if self.session is not None:
+            self.show_image(self.session.step(+1))
+
+    def previous_image(self) -> None:
+        if self.session is not None:
+            self.show_image(self.session.step(-1))
+
+    def go_to_suggested(self) -> None:
+        if self.session is None:
+            return
+        key = self.session.suggest_next()
+        if key is None:
+            self.say("Every image is accepted.")
+        else:
+            self.show_image(key)
+
+    # ------------------------------------------------------------------ accepting
+    def accept(self) -> None:
+        if self.session is None or self.key is None or MASK_LAYER not in self.viewer.layers:
+            return
+        mask = np.array(self.viewer.layers[MASK_LAYER].data, copy=True)
+        try:
+            self.session.accept(self.key, mask)
+        except (OSError, ValueError) as err:
+            self.say(f"Could not save the mask of {self.key}: {err}. Nothing was lost; try again.", "error")
+            return
+        self._mask_edited = False
+        accepted = self.key
+        self._refresh_list()
+        if self.session.refine_due() and self._refine_worker is None:
+            self.start_refine()
+        next_key = self.session.suggest_next()
+        self.say(f"Saved the mask of {accepted}." + (f" Next: {next_key}." if next_key else " Every image is accepted."))
+        if next_key is not None:
+            self.show_image(next_key)
+
+    def _refine_every_changed(self, value: int) -> None:
+        if self.session is not None:
+            self.session.store.update_settings(refine_every=int(value))
+
+    # ------------------------------------------------------------------ refinement
+    def start_refine(self) -> None:
+        if self.session is None or self._refine_worker is not None:
+            return
+        try:
+            job = self.session.make_refine_job()
+        except (OSError, ValueError) as err:
+            self.say(str(err), "warning")
+            return
+        self._refine_job = job
+        self.loss_plot.clear()
+        self.progress.setRange(0, job.train_config.steps)
+        self.progress.setValue(0)
+        self.progress.setFormat(f"refining on {len(job.labelled)} images: %v/%m steps")
+        self.refine_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        worker = create_worker(job.run)
+        worker.returned.connect(self._refine_finished)
+        worker.errored.connect(self._refine_errored)
+        self._refine_worker = worker
+        self._poll.start()
+        worker.start()
+        self.status.setText(f"Refining on {len(job.labelled)} accepted images in the background; keep working.")
+
+    def cancel_refine(self) -> None:
+        if self._refine_job is not None:
+            self._refine_job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.progress.setFormat("cancelling…")
+
+    def _drain_training_updates(self) -> None:
+        job = self._refine_job
+        if job is None:
+            return
+        while not job.updates.empty():
+            entry = job.updates.get_nowait()
+            self.loss_plot.add(entry.step, entry.loss)
+            self.progress.setValue(entry.step)
+
+    def _refine_done(self) -> None:
+        self._drain_training_updates()
+        self._poll.stop()
+        self._refine_worker = None
+        self._refine_job = None
+        self.refine_button.setEnabled(self.session is not None)
+        self.cancel_button.setEnabled(False)
+
+    def _refine_errored(self, err: Exception) -> None:
+        self._refine_done()
+        self.progress.setFormat("failed")
+        self.say(f"Refinement failed: {err}. The previous model stays active.", "error")
+
+    def _refine_finished(self, result) -> None:
+        job = self._refine_job
+        self._refine_done()
+        if self.session is None:
+            return
+        version = self.session.finish_refine(job, result)
+        if version is None:
+            self.progress.setFormat(result.status)
+            self.say(result.message, "warning")
+            return
+        self.progress.setFormat(f"{version} ready ({result.seconds:.0f} s)")
+        self._refresh_models()
+        self.say(f"Model {version} is active (refined on {len(job.labelled)} images); updating predictions.")
+        self._start_refresh()
+        if self.session.refine_due():
+            self.start_refine()  # more images were accepted meanwhile
+
+    def _start_refresh(self) -> None:
+        if self._refresh_worker is not None:
+            self._refresh_worker.quit()
+        worker = create_worker(self.session.refresh_predictions)
+        worker.yielded.connect(self._prediction_refreshed)
+        worker.finished.connect(self._refresh_list)
+        self._refresh_worker = worker
+        worker.start()
+        if self.key is not None and not self._mask_edited and self.session.store.record(self.key).state != "accepted":
+            self._predict_in_background(self.key)
+
+    def _prediction_refreshed(self, key: str) -> None:
+        if key == self.key and not self._mask_edited:
+            mask, origin = self.session.mask_for(key)
+            self._show_mask(key, mask, origin)
+
+    # ------------------------------------------------------------------ export
+    def _choose_zarr_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export accepted masks to OME-Zarr", "masks.zarr", "Zarr (*.zarr)")
+        if path:
+            self.export("zarr", path)
+
+    def _choose_png_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the PNG masks")
+        if folder:
+            self.export("png", folder)
+
+    def export(self, fmt: str, path: str | Path) -> Path | None:
+        if self.session is None:
+            return None
+        items = self.session.export_items()
+        if not items:
+            self.say("No accepted masks to export yet.", "warning")
+            return None
+        try:
+            out = (export_ome_zarr if fmt == "zarr" else export_png)(path, items)
+        except (OSError, ValueError) as err:
+            self.say(f"Export failed: {err}", "error")
+            return None
+        self.say(f"Exported {len(items)} accepted masks to {out}.")
+        return out
