@@ -1,0 +1,158 @@
+"""The whole "label 5 images then refine" workflow, driven as a user would."""
+
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from napari.utils._proxies import ReadOnlyWrapper
+from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from napari_hybridseg._qt.dock import IMAGE_LAYER, MASK_LAYER, HybridSegDock
+from napari_hybridseg.data.io import read_mask
+from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
+
+FAST_REFINE = {"refine_steps": 6, "refine_batch_size": 2, "refine_crop": 64}
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Seven images of the bundled sample in a folder of their own."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted((sample_data_root() / SAMPLE_DOMAIN / "images").glob("*.png"))[:7]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def brush_stroke(layer, start, end, label, MouseEvent):
+    """Press, drag and release with the paint brush, as napari's mouse bindings see it."""
+    layer.mode = "paint"
+    layer.selected_label = label
+    layer.brush_size = 9
+    for kind, pos, dragging, callbacks in (("mouse_press", start, False, mouse_press_callbacks),
+                                           ("mouse_move", end, True, mouse_move_callbacks),
+                                           ("mouse_release", end, False, mouse_release_callbacks)):
+        event = MouseEvent(type=kind, is_dragging=dragging, position=pos, view_direction=None,
+                           dims_displayed=(0, 1), dims_point=(0, 0))
+        callbacks(layer, ReadOnlyWrapper(event))
+
+
+def wait_for_prediction(qtbot, dock):
+    qtbot.waitUntil(lambda: dock.viewer.layers[MASK_LAYER].editable, timeout=60_000)
+
+
+def open_dock(make_napari_viewer, folder):
+    viewer = make_napari_viewer()
+    dock = HybridSegDock(viewer, device="cpu")
+    viewer.window.add_dock_widget(dock)
+    assert dock.open_folder(folder)
+    return viewer, dock
+
+
+def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtbot, image_folder, tmp_path,
+                                                         MouseEvent):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    store = dock.session.store
+    store.update_settings(**FAST_REFINE)
+    wait_for_prediction(qtbot, dock)
+    first = dock.key
+    assert viewer.layers[IMAGE_LAYER].rgb
+    assert "prediction of shipped default" in dock.status.text()
+
+    # the user paints a stroke of label 9 into the prediction, then accepts with the button
+    mask_layer = viewer.layers[MASK_LAYER]
+    brush_stroke(mask_layer, (20, 20), (20, 60), 9, MouseEvent)
+    assert dock._mask_edited
+    painted = np.array(mask_layer.data)
+    assert (painted[20, 20:60] == 9).all()
+    dock.accept_button.click()
+    assert np.array_equal(store.accepted_mask(first), painted)  # saved at once
+    assert store.record(first).state == "accepted"
+
+    # four more, each the image the dock moves on to
+    for _ in range(4):
+        wait_for_prediction(qtbot, dock)
+        assert store.record(dock.key).state != "accepted"
+        dock.accept()
+    assert len(store.accepted_keys()) == 5
+
+    # the fifth acceptance started a background refinement; the viewer stays usable meanwhile
+    assert dock._refine_worker is not None
+    dock.next_image()
+    qtbot.waitUntil(lambda: store.active_model is not None, timeout=180_000)
+    version = store.active_model
+    assert dock.loss_plot.steps, "the loss curve was drawn"
+    assert dock.model_combo.currentData() == version
+    trained_on = set(dock.session.segmenter().metadata["finetuning"][-1]["labelled_ids"])
+    assert trained_on == set(store.accepted_keys())
+
+    # predictions of the images not accepted are refreshed by the new version; accepted masks untouched
+    qtbot.waitUntil(lambda: not dock.session.stale_keys(), timeout=60_000)
+    for key in store.keys():
+        record = store.record(key)
+        if record.state != "accepted":
+            assert record.prediction_model == version
+    assert np.array_equal(store.accepted_mask(first), painted)
+
+    # export, and read both back
+    zarr_out = dock.export("zarr", tmp_path / "export.zarr")
+    png_out = dock.export("png", tmp_path / "png")
+    assert np.array_equal(read_mask(png_out / f"{first}.png"), painted)
+    root = zarr.open_group(str(zarr_out), mode="r")
+    assert set(root.attrs["napari_hybridseg"]["images"]) == set(store.accepted_keys())
+    nodes = list(Reader(parse_url(str(zarr_out / first)))())
+    label_node = [n for n in nodes if n.metadata.get("name") == "mask"][0]
+    assert np.array_equal(np.asarray(label_node.data[0]), painted)
+    image_node = nodes[0]
+    assert np.asarray(image_node.data[0]).shape == (3, *painted.shape)
+    position = dock.key
+    dock.close_project()
+    viewer.close()
+
+    # restart: the same folder resumes where the user was
+    viewer2, dock2 = open_dock(make_napari_viewer, image_folder)
+    store2 = dock2.session.store
+    assert store2.active_model == version
+    assert dock2.key == position
+    assert sorted(store2.accepted_keys()) == sorted(store.accepted_keys())
+    assert np.array_equal(store2.accepted_mask(first), painted)
+    dock2.show_image(first)
+    assert np.array_equal(viewer2.layers[MASK_LAYER].data, painted)
+    dock2.close_project()
+
+
+def test_unaccepted_edit_survives_navigation(make_napari_viewer, qtbot, image_folder, MouseEvent):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    first = dock.key
+    brush_stroke(viewer.layers[MASK_LAYER], (10, 10), (10, 40), 5, MouseEvent)
+    edited = np.array(viewer.layers[MASK_LAYER].data)
+    dock.next_image()
+    wait_for_prediction(qtbot, dock)
+    dock.previous_image()
+    assert dock.key == first
+    assert np.array_equal(viewer.layers[MASK_LAYER].data, edited)
+    assert "unaccepted edit" in dock.status.text()
+    dock.close_project()
+
+
+def test_opening_a_folder_without_images_says_so(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    dock = HybridSegDock(viewer, device="cpu")
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert not dock.open_folder(tmp_path)
+    assert "no PNG, TIFF or JPEG images" in dock.status.text()
+    assert dock.session is None
+
+
+def test_a_pickle_checkpoint_is_refused_in_the_viewer(make_napari_viewer, qtbot, image_folder, tmp_path):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(b"\x80\x04K\x01.")
+    assert not dock.load_checkpoint(evil)
+    assert "refuses" in dock.status.text()
+    assert dock.session.store.active_model is None
+    dock.close_project()
