@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the scores here as JSON")
     _add_common(p)
 
+    p = sub.add_parser("gui", help="open napari with the annotation dock on a folder (default: the bundled sample)")
+    p.add_argument("folder", nargs="?", type=Path, help="folder of images (default: the bundled sample set)")
+    p.add_argument("--project", type=Path, help="where the project store goes (default: FOLDER/.hybridseg)")
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+
     p = sub.add_parser("simulate", help="the 'label 5 images then refine' loop, headless, with true masks as corrections")
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--data", type=Path, help="default: the bundled sample set")
@@ -345,7 +350,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    from .resources import SAMPLE_DOMAIN, sample_data_root
+
+    try:
+        import napari
+    except ImportError:
+        raise UsageError("napari is not installed: pip install 'napari-hybridseg[napari]'") from None
+    from ._qt.dock import HybridSegDock
+
+    folder = args.folder if args.folder is not None else sample_data_root() / SAMPLE_DOMAIN / "images"
+    viewer = napari.Viewer(title="napari-hybridseg")
+    dock = HybridSegDock(viewer, device=args.device)
+    viewer.window.add_dock_widget(dock, name="Label 5 images then refine", area="right")
+    dock.open_folder(folder, args.project)
+    napari.run()
+    dock.close_project()
+    return 0
+
+
 COMMANDS = {
+    "gui": cmd_gui,
     "pretrain": cmd_pretrain,
     "finetune": cmd_finetune,
     "predict": cmd_predict,

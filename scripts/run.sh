@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the shipped defaults: the "label 5 images then refine" loop
-# on the bundled sample with the shipped hybrid-pretrained model.
+# The main job on the shipped defaults: napari with the annotation dock open on
+# the bundled sample and the shipped hybrid-pretrained model. Without a display
+# it runs the same loop headless (hybridseg simulate) and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh testing
-exec "${HYBRIDSEG_VENV:-.venv}/bin/hybridseg" simulate "$@"
+bin="${HYBRIDSEG_VENV:-.venv}/bin"
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  exec "$bin/hybridseg" gui "$@"
+fi
+echo "No display found: running the headless version of the workflow (hybridseg simulate)."
+exec "$bin/hybridseg" simulate "$@"

@@ -1,0 +1,38 @@
+"""Drive the real dock in a real napari window (for screenshots and latency benchmarks)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from qtpy.QtWidgets import QApplication
+
+from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
+
+
+def sample_copy(n_images: int = 16) -> Path:
+    """A fresh folder with the bundled sample's pool images (so no earlier project is resumed)."""
+    folder = Path(tempfile.mkdtemp(prefix="hybridseg-gui-")) / "images"
+    folder.mkdir()
+    for path in sorted((sample_data_root() / SAMPLE_DOMAIN / "images").glob("*.png"))[:n_images]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def process_events_until(condition, timeout: float = 300.0, poll: float = 0.005) -> float:
+    """Run the Qt event loop until ``condition()`` holds; returns the seconds waited."""
+    start = time.perf_counter()
+    while not condition():
+        QApplication.processEvents()
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("the GUI did not reach the expected state in time")
+        time.sleep(poll)
+    return time.perf_counter() - start
+
+
+def mask_shown(dock) -> bool:
+    from napari_hybridseg._qt.dock import MASK_LAYER
+
+    return MASK_LAYER in dock.viewer.layers and dock.viewer.layers[MASK_LAYER].editable
