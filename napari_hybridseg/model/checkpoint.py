@@ -141,6 +141,7 @@ def save_checkpoint(path: str | os.PathLike, model: HybridSegModel, metadata: di
     os.close(fd)
     try:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(metadata)})
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a checkpoint is meant to be shared
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
