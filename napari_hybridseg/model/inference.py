@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..data.prepare import model_input
 from .precond import SIGMA_MIN, HybridSegModel
+from .tiling import pad_to_multiple, predict_logits_tiled
+
+__all__ = ["Segmenter", "pad_to_multiple", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -22,29 +24,40 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
 class Segmenter:
-    """A model with the conventions its checkpoint records, ready to predict."""
+    """A model with the conventions its checkpoint records, ready to predict.
 
-    def __init__(self, model: HybridSegModel, metadata: dict[str, Any], device: str | torch.device = "cpu"):
+    Images larger than ``tile_size`` in either dimension are predicted tile
+    by tile (overlap ``overlap``, ``batch_size`` tiles per forward pass, see
+    :mod:`.tiling`) so memory stays bounded; smaller ones in one pass.
+    ``tile_size=None`` always predicts the whole image in one pass.
+    ``batch_size=None`` is 1 on the CPU (batching gains no speed there and
+    costs memory) and 4 on a GPU.
+    """
+
+    def __init__(
+        self,
+        model: HybridSegModel,
+        metadata: dict[str, Any],
+        device: str | torch.device = "cpu",
+        tile_size: int | None = 1024,
+        overlap: int = 64,
+        batch_size: int | None = None,
+    ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata = metadata
+        self.tile_size = tile_size
+        self.overlap = overlap
+        self.batch_size = batch_size if batch_size is not None else (1 if self.device.type == "cpu" else 4)
 
     @classmethod
-    def from_checkpoint(cls, path, device: str | torch.device = "cpu") -> "Segmenter":
+    def from_checkpoint(cls, path, device: str | torch.device = "cpu", **options: Any) -> "Segmenter":
+        """Load a checkpoint; ``options`` are ``tile_size``, ``overlap`` and ``batch_size``."""
         from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
-        return cls(model, meta, device)
+        return cls(model, meta, device, **options)
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         x = model_input(image, self.model.image_channels, self.model.sigma_data)
@@ -57,10 +70,20 @@ class Segmenter:
         _, logits = self.model(x, sigma)
         return logits[..., :h, :w]
 
+    def logits(self, image: np.ndarray, sigma: float = SIGMA_MIN) -> torch.Tensor:
+        """(K, H, W) float32 mask logits of one raw image, tiled when it is larger than a tile."""
+        x = self.prepare(image)
+        h, w = x.shape[-2:]
+        if self.tile_size is None or (h <= self.tile_size and w <= self.tile_size):
+            return self.logits_batch(x[None], sigma)[0]
+        return predict_logits_tiled(
+            self.model, x, self.tile_size, self.overlap, self.batch_size, sigma=sigma, device=self.device
+        )
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        return self.logits_batch(self.prepare(image)[None]).softmax(1)[0].cpu().numpy()
+        """Class probabilities (K, H, W) float32 for one raw image."""
+        return self.logits(image).softmax(0).cpu().numpy()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class map (H, W) uint8 for one raw image."""
-        logits = self.logits_batch(self.prepare(image)[None])[0]
-        return logits.argmax(0).to(torch.uint8).cpu().numpy()
+        return self.logits(image).argmax(0).to(torch.uint8).cpu().numpy()
