@@ -25,7 +25,7 @@ from .model.inference import Segmenter, resolve_device
 from .project import ProjectStore
 
 EDITED = "edited"  # the model tag of a mask the user changed but has not accepted
-REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 128, "refine_loss": "mask"}
+REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 96, "refine_loss": "mask"}
 
 
 class AnnotationSession:
