@@ -69,6 +69,11 @@ class Scenario:
             self.refine_ended = now
             self.driver.stop()
             self.heartbeat.stop()
+            session = dock.session
+            self.segmenter = session.segmenter()
+            self.image = session.store.read_image(session.keys()[0])
+            self.settings = session.settings
+            dock.close_project()
             self.app.quit()
             return
         if now - self.last_navigation > self.navigate_every and mask_shown(dock):
@@ -100,8 +105,7 @@ def main(argv=None) -> int:
     ticks = np.array(scenario.ticks)
     window = ticks[(ticks >= scenario.refine_started) & (ticks <= scenario.refine_ended)]
     intervals_ms = np.diff(window) * 1000
-    segmenter = dock.session.segmenter()
-    image = dock.session.store.read_image(dock.session.keys()[0])
+    segmenter, image, settings = scenario.segmenter, scenario.image, scenario.settings
     segmenter.predict(image)
     predict_times = []
     for _ in range(20):
@@ -109,9 +113,6 @@ def main(argv=None) -> int:
         segmenter.predict(image)
         predict_times.append(time.perf_counter() - start)
     refine_seconds = scenario.refine_ended - scenario.refine_started
-    settings = dock.session.settings
-    dock.close_project()
-    viewer.close()
 
     results = {
         "stall_p99_ms": float(np.percentile(intervals_ms, 99)),
