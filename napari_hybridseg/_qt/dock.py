@@ -34,6 +34,24 @@ STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 
 
+def _one_torch_thread() -> None:
+    """Worker threads predict on one torch thread (the setting is per OS thread): with
+    a refinement on the other core, more would starve the viewer's own thread."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _predict_mask(session: AnnotationSession, key: str):
+    _one_torch_thread()
+    return session.mask_for(key)
+
+
+def _refresh_all(session: AnnotationSession):
+    _one_torch_thread()
+    yield from session.refresh_predictions()
+
+
 class HybridSegDock(QWidget):
     def __init__(self, napari_viewer, device: str = "auto"):
         super().__init__()
@@ -314,7 +332,7 @@ class HybridSegDock(QWidget):
 
     def _predict_in_background(self, key: str) -> None:
         self.status.setText(f"Predicting {key} with {self.session.version_label()}…")
-        worker = create_worker(self.session.mask_for, key)
+        worker = create_worker(_predict_mask, self.session, key)
         worker.returned.connect(lambda result, key=key: self._show_mask(key, *result))
         worker.errored.connect(lambda err: self.say(f"Prediction failed: {err}", "error"))
         self._predict_worker = worker
@@ -462,7 +480,7 @@ class HybridSegDock(QWidget):
     def _start_refresh(self) -> None:
         if self._refresh_worker is not None:
             self._refresh_worker.quit()
-        worker = create_worker(self.session.refresh_predictions)
+        worker = create_worker(_refresh_all, self.session)
         worker.yielded.connect(self._prediction_refreshed)
         worker.finished.connect(self._refresh_list)
         self._refresh_worker = worker
