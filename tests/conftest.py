@@ -1,9 +1,6 @@
-import os
 from pathlib import Path
 
 import pytest
-
-SHARED_DATA = Path(os.environ.get("HYBRIDSEG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
