@@ -120,24 +120,23 @@ class AnnotationSession:
         origin = stored[1] if stored is not None and stored[1] != EDITED else self.active_version
         self.store.accept(key, np.asarray(mask), from_model=origin)
 
+    def is_stale(self, key: str) -> bool:
+        """Would ``key`` show a prediction of an older model (or none)? Reads no pixels."""
+        record = self.store.record(key)
+        if record.state == "accepted":
+            return False
+        return not (record.has_prediction and record.prediction_model in (EDITED, self.active_version))
+
     def stale_keys(self) -> list[str]:
         """Images whose shown mask would be a prediction of an older model."""
-        stale = []
-        for key in self.keys():
-            if self.store.record(key).state == "accepted":
-                continue
-            stored = self.store.prediction(key)
-            if stored is None or stored[1] not in (EDITED, self.active_version):
-                stale.append(key)
-        return stale
+        return [key for key in self.keys() if self.is_stale(key)]
 
     def refresh_predictions(self, keys: list[str] | None = None) -> Iterator[str]:
         """Predict stale images with the active model, one at a time (for a worker)."""
         version = self.active_version
         for key in self.stale_keys() if keys is None else keys:
             record = self.store.record(key)
-            stored = self.store.prediction(key)
-            if record.state == "accepted" or (stored is not None and stored[1] == EDITED):
+            if record.state == "accepted" or record.prediction_model == EDITED:
                 continue  # accepted or edited meanwhile: never overwrite the user's work
             self.predict(key, version)
             yield key

@@ -323,8 +323,7 @@ class HybridSegDock(QWidget):
                 self.viewer.layers.move(self.viewer.layers.index(MASK_LAYER), len(self.viewer.layers))
         self._set_mask(np.zeros(image.shape[:2], dtype=np.uint16), editable=False)
         self._refresh_list()
-        state = self.session.store.record(key).state
-        if state == "accepted" or self.session.store.prediction(key) is not None and key not in self.session.stale_keys():
+        if not self.session.is_stale(key):
             mask, origin = self.session.mask_for(key)
             self._show_mask(key, mask, origin)
         else:
