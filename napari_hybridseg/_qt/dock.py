@@ -47,6 +47,12 @@ def _predict_mask(session: AnnotationSession, key: str):
     return session.mask_for(key)
 
 
+def _refine_and_register(session: AnnotationSession, job):
+    """Train, then save and register the new version, all off the GUI thread."""
+    result = job.run()
+    return result, session.finish_refine(job, result)
+
+
 def _refresh_all(session: AnnotationSession):
     _one_torch_thread()
     yield from session.refresh_predictions()
@@ -423,7 +429,7 @@ class HybridSegDock(QWidget):
         self.progress.setFormat(f"refining on {len(job.labelled)} images: %v/%m steps")
         self.refine_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        worker = create_worker(job.run)
+        worker = create_worker(_refine_and_register, self.session, job)
         worker.returned.connect(self._refine_finished)
         worker.errored.connect(self._refine_errored)
         self._refine_worker = worker
@@ -459,12 +465,12 @@ class HybridSegDock(QWidget):
         self.progress.setFormat("failed")
         self.say(f"Refinement failed: {err}. The previous model stays active.", "error")
 
-    def _refine_finished(self, result) -> None:
+    def _refine_finished(self, outcome) -> None:
+        result, version = outcome
         job = self._refine_job
         self._refine_done()
         if self.session is None:
             return
-        version = self.session.finish_refine(job, result)
         if version is None:
             self.progress.setFormat(result.status)
             self.say(result.message, "warning")
