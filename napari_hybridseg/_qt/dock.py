@@ -298,8 +298,6 @@ class HybridSegDock(QWidget):
             if key == current:
                 self.image_list.setCurrentItem(item)
         self.image_list.blockSignals(False)
-        n_accepted = len(store.accepted_keys())
-        self.accepted_label = f"{n_accepted} of {len(self.session.keys())} accepted"
 
     def _keep_draft(self) -> None:
         if self.session is not None and self.key is not None and self._mask_edited and MASK_LAYER in self.viewer.layers:
