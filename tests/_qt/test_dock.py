@@ -84,8 +84,9 @@ def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtb
     dock.next_image()
     qtbot.waitUntil(lambda: store.active_model is not None, timeout=180_000)
     version = store.active_model
+    # the version is registered in the worker; the dock shows it once the worker reports back
+    qtbot.waitUntil(lambda: dock.model_combo.currentData() == version, timeout=30_000)
     assert dock.loss_plot.steps, "the loss curve was drawn"
-    assert dock.model_combo.currentData() == version
     trained_on = set(dock.session.segmenter().metadata["finetuning"][-1]["labelled_ids"])
     assert trained_on == set(store.accepted_keys())
 
