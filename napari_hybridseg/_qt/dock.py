@@ -30,6 +30,7 @@ from .loss_plot import LossPlot
 
 IMAGE_LAYER = "hybridseg image"
 MASK_LAYER = "hybridseg mask"
+MASK_DTYPE = np.uint16
 STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 
@@ -325,12 +326,12 @@ class HybridSegDock(QWidget):
             self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb)
             if MASK_LAYER in self.viewer.layers:  # keep the mask above the image
                 self.viewer.layers.move(self.viewer.layers.index(MASK_LAYER), len(self.viewer.layers))
-        self._set_mask(np.zeros(image.shape[:2], dtype=np.uint16), editable=False)
-        self._refresh_list()
         if not self.session.is_stale(key):
             mask, origin = self.session.mask_for(key)
             self._show_mask(key, mask, origin)
         else:
+            self._set_mask(np.zeros(image.shape[:2], dtype=MASK_DTYPE), editable=False)
+            self._refresh_list()
             self._predict_in_background(key)
 
     def _predict_in_background(self, key: str) -> None:
@@ -351,6 +352,9 @@ class HybridSegDock(QWidget):
         self._refresh_list()
 
     def _set_mask(self, mask: np.ndarray, editable: bool) -> None:
+        # One dtype for every mask: a dtype change makes napari rebuild the layer's GPU node (slow).
+        dtype = MASK_DTYPE if mask.max(initial=0) <= np.iinfo(MASK_DTYPE).max else np.uint32
+        mask = np.asarray(mask).astype(dtype, copy=False)
         self._loading_mask = True
         try:
             if MASK_LAYER in self.viewer.layers:
