@@ -165,19 +165,16 @@ class AnnotationSession:
         if not keys:
             raise ValueError("accept at least one mask before refining")
         labelled = [Sample(k, self.store.read_image(k), self.store.accepted_mask(k)) for k in keys]
-        base_version = self.settings.get("base_model")
-        base_model, base_meta = load_checkpoint(self.store.model_path(base_version))
         s = self.settings
+        base_model, base_meta = load_checkpoint(self.store.model_path(s.get("base_model")))
         train_config = default_finetune_train_config(
             steps=int(s["refine_steps"]), batch_size=int(s["refine_batch_size"]), crop_size=int(s["refine_crop"]),
             seed=len(self.store.model_versions()),
         )
         if threads is None:
             threads = 1 if self.device.type == "cpu" else None
-        job = RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),
-                        device=self.device, threads=threads)
-        job.parent_version = self.active_version
-        return job
+        return RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),
+                         device=self.device, threads=threads, parent_version=self.active_version)
 
     def finish_refine(self, job: RefineJob, result: RefineResult) -> str | None:
         """Register and activate a successful result; returns the new version (or None)."""
@@ -187,7 +184,7 @@ class AnnotationSession:
                                            run_entries + [{"status": result.status, "message": result.message}])
             return None
         version = self.store.add_model_version(
-            result.model, result.metadata, parent=getattr(job, "parent_version", None),
+            result.model, result.metadata, parent=job.parent_version,
             note=f"refined on {len(job.labelled)} accepted images in {result.seconds:.0f} s", activate=True,
         )
         self.store.append_training_log(version, run_entries)

@@ -10,6 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .atomic import atomic_path
 from .data.io import write_mask_png
 
 FORMATS = ("png", "zarr")
@@ -98,7 +99,6 @@ def export_png(out: str | os.PathLike, items: Iterable[ExportItem]) -> Path:
     for item in items:
         writer.write(item.key, item.mask)
         index[item.key] = item.provenance()
-    tmp = index_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, index_path)
+    with atomic_path(index_path) as tmp:
+        tmp.write_text(json.dumps(index, indent=1))
     return out

@@ -19,7 +19,7 @@ from napari_hybridseg.model.inference import Segmenter
 from napari_hybridseg.model.loss import HybridLoss, LossConfig
 from napari_hybridseg.resources import default_model_path
 
-from .report import machine, machine_line, markdown_table, update_section, write_json
+from .report import footer, machine, markdown_table, update_section, write_json
 
 
 def _timed(fn, repeats: int, warmup: int = 3) -> list[float]:
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         "speed",
         f"## Speed (CPU)\n\nMedians of {args.repeats} runs after 3 warm-up runs; the shipped model "
         f"({n_params / 1e6:.2f} M parameters); predict includes normalisation and padding.\n\n{table}\n\n"
-        f"Command: `{command}`  \nMachine: {machine_line(info)}  \nResults: `benchmarks/results/speed.json`",
+        + footer(command, info, "speed"),
     )
     print(table)
     return 0

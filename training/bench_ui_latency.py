@@ -22,7 +22,7 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .gui_driver import mask_shown, sample_copy  # noqa: E402
-from .report import machine, machine_line, markdown_table, update_section, write_json  # noqa: E402
+from .report import footer, machine, markdown_table, update_section, write_json  # noqa: E402
 
 
 class Scenario:
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         f"Real napari window under Xvfb, bundled sample (256×256 RGB), shipped model; the simulated user accepts 5 "
         f"images, then {user} while the "
         f"refinement ({results['refine_settings']}) runs on one torch thread in the background.\n\n{table}\n\n"
-        f"Command: `{command}`  \nMachine: {machine_line(info)}  \nResults: `benchmarks/results/ui_latency.json`",
+        + footer(command, info, name),
     )
     print(table)
     return 0

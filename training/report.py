@@ -58,6 +58,11 @@ def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None
     path.write_text(text)
 
 
+def footer(command: str, info: dict[str, Any], name: str) -> str:
+    """The lines every benchmark section ends with: how to reproduce it, where, and its JSON."""
+    return f"Command: `{command}`  \nMachine: {machine_line(info)}  \nResults: `benchmarks/results/{name}.json`"
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
@@ -96,13 +97,6 @@ def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> Path:
     if mask.max(initial=0) > np.iinfo(np.uint16).max or mask.min(initial=0) < 0:
         raise ValueError("PNG masks hold labels 0..65535 only")
     data = mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(data).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -34,6 +34,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
+from ..atomic import atomic_path
+
 __all__ = ["make_sample", "write_sample_set", "sample_seed", "main"]
 
 DEFAULT_DOMAIN = "synthetic_histology"
@@ -306,23 +308,13 @@ def sample_seed(base_seed: int, index: int) -> int:
 
 
 def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _atomic_write_png(path: pathlib.Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _readme_text(domain: str, n_pool: int, n_test: int, shape: tuple[int, int], seed: int) -> str:

@@ -46,6 +46,7 @@ class RefineJob:
         config: FinetuneConfig = FinetuneConfig(),
         device: torch.device | str = "cpu",
         threads: int | None = 1,
+        parent_version: str | None = None,
     ):
         self.base_model = base_model
         self.base_metadata = base_metadata
@@ -54,6 +55,7 @@ class RefineJob:
         self.config = config
         self.device = torch.device(device)
         self.threads = threads
+        self.parent_version = parent_version  # the model version that was active when the job started
         self.updates: queue.Queue[StepLog] = queue.Queue()
         self._cancel = threading.Event()
 
