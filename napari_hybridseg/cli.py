@@ -227,17 +227,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _scratch_model(args: argparse.Namespace):
-    import torch
+    from .learn.finetune import scratch_model
+    from .model.checkpoint import read_metadata
 
-    from .learn.pretrain import ModelConfig
-    from .model.checkpoint import build_model, model_metadata, read_metadata
-
-    torch.manual_seed(args.seed)
-    if args.checkpoint is not None:
-        model = build_model(read_metadata(args.checkpoint))
-    else:
-        model = ModelConfig().build()
-    return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
+    return scratch_model(read_metadata(args.checkpoint) if args.checkpoint is not None else None, args.seed)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -13,8 +13,14 @@ from .metrics import dice, iou
 
 
 def evaluate(segmenter: Segmenter, samples: Iterable[Sample], progress: bool = False) -> dict[str, Any]:
-    """Dice and IoU for each image, and their means."""
-    n_classes = segmenter.model.n_classes
+    """Dice and IoU of a model for each image, and their means."""
+    return evaluate_predictor(segmenter.predict, segmenter.model.n_classes, samples, progress)
+
+
+def evaluate_predictor(
+    predict: Callable[[np.ndarray], np.ndarray], n_classes: int, samples: Iterable[Sample], progress: bool = False
+) -> dict[str, Any]:
+    """Dice and IoU of any image → class-map function (a model, a baseline) for each image, and their means."""
     samples = list(samples)
     if progress:
         from tqdm import tqdm
@@ -24,7 +30,7 @@ def evaluate(segmenter: Segmenter, samples: Iterable[Sample], progress: bool = F
     for s in samples:
         if s.labels is None:
             raise ValueError(f"{s.id!r} has no mask to evaluate against")
-        pred = segmenter.predict(s.image)
+        pred = predict(s.image)
         true = labels_to_classes(s.labels, n_classes)
         rows.append({"id": s.id, "dice": dice(pred, true, n_classes), "iou": iou(pred, true, n_classes)})
     return {

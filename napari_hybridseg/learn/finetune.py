@@ -10,8 +10,10 @@ import torch
 
 from ..data.crops import CropSampler
 from ..data.datasets import Sample
+from ..model.checkpoint import build_model, model_metadata
 from ..model.loss import HybridLoss, LossConfig
 from ..model.precond import HybridSegModel
+from .pretrain import ModelConfig
 from .train import StepLog, TrainConfig, train
 
 FINETUNE_LOSSES = ("mask", "hybrid")
@@ -30,6 +32,14 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def scratch_model(architecture_of: dict[str, Any] | None, seed: int) -> tuple[HybridSegModel, dict[str, Any]]:
+    """A freshly initialised model (the architecture of ``architecture_of``'s metadata, else the default)
+    with metadata that says it was never pretrained."""
+    torch.manual_seed(seed)
+    model = build_model(architecture_of) if architecture_of is not None else ModelConfig().build()
+    return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
 
 
 def default_finetune_train_config(**overrides: Any) -> TrainConfig:

@@ -1,0 +1,416 @@
+"""Label-efficiency benchmark: how much each pretraining buys with 1, 2, 5, 10 labelled target images.
+
+For every source → target pair: pretrain one model per pretext method on the
+source (hybrid, supervised, diffusion; same architecture and budget), then,
+for each N and seed, draw N labelled images from the target's pool (the same
+subset for every arm) and fine-tune each pretrained model, a model from
+scratch and a random-forest pixel classifier on them; score all on the
+target's test split. Zero-shot (N = 0) for the pretrained arms and the whole
+pool (the ceiling) are added.
+
+Every run is appended to ``<work>/records.jsonl`` as it finishes, so an
+interrupted benchmark resumes where it stopped; the JSON, plots and the
+BENCHMARKS.md section are rebuilt from the records at the end (or alone with
+``--report-only``).
+
+    python -m training.label_efficiency                 # the full benchmark (hours on a 2-core CPU)
+    python -m training.label_efficiency --quick         # the whole pipeline on a tiny budget, minutes
+    python -m training.label_efficiency --protocol validation --arms hybrid --finetune-loss hybrid
+                                                        # a hyperparameter choice, scored on held-out pool images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain, split_ids
+
+from . import report
+from .stats import paired_bootstrap
+
+PRETRAINED = ("hybrid", "supervised", "diffusion")
+ARMS = (*PRETRAINED, "scratch", "forest")
+
+
+@dataclass(frozen=True)
+class Pair:
+    root: Path
+    source: str
+    target: str
+    source_split: str = "train"
+
+    @property
+    def name(self) -> str:
+        return f"{self.root.name}-{self.source}-{self.target}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    pretrain_steps: dict[str, int]  # per data set folder name; "*" for any other
+    finetune_steps: int = 200
+    batch_size: int = 8
+    crop: int = 128
+    seeds: int = 5
+    n_labels: tuple[int, ...] = (5, 1, 2, 10)  # run order: the headline N first
+    ceiling_seeds: int = 1
+    max_test_images: int | None = None
+    base_channels: int = 16
+
+    def pretrain_steps_for(self, pair: Pair) -> int:
+        return self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"])
+
+
+FULL = Budget(pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000})
+QUICK = Budget(
+    pretrain_steps={"*": 20}, finetune_steps=10, batch_size=2, crop=64, seeds=2, n_labels=(1, 2),
+    max_test_images=2, base_channels=8,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the pretrained arms are fine-tuned (recorded with each result)."""
+
+    loss: str = "mask"
+    unlabelled_share: float = 0.0
+
+    @property
+    def tag(self) -> str:
+        return f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
+
+
+def default_pairs(data_root: Path) -> list[Pair]:
+    return [
+        Pair(data_root / "retina", "drive", "chase"),
+        Pair(data_root / "dsb2018", "fluorescence", "histology"),
+        Pair(data_root / "dsb2018", "fluorescence", "brightfield"),
+    ]
+
+
+def parse_pair(text: str) -> Pair:
+    try:
+        root, source, target = text.rsplit(":", 2)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a pair is ROOT:SOURCE:TARGET, got {text!r}") from None
+    return Pair(Path(root), source, target)
+
+
+# ---------------------------------------------------------------- records
+
+
+class Records:
+    """Finished runs, one JSON line each; a run already recorded is never repeated."""
+
+    KEY = ("pair", "protocol", "variant", "method", "n_labels", "seed")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    self.rows.append(json.loads(line))
+        self._keys = {self._key(r) for r in self.rows}
+
+    def _key(self, row: dict[str, Any]) -> tuple:
+        return tuple(row[k] for k in self.KEY)
+
+    def has(self, **key: Any) -> bool:
+        return self._key(key) in self._keys
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+        self.rows.append(row)
+        self._keys.add(self._key(row))
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def pretrained_checkpoint(work: Path, pair: Pair, method: str, budget: Budget, threads: int) -> Path:
+    """The source model of ``method``, trained on first use through the CLI and kept in ``work``."""
+    from napari_hybridseg.cli import main as cli
+
+    out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{method}.safetensors"
+    if not out.exists():
+        started = time.perf_counter()
+        rc = cli([
+            "pretrain", "--data", str(pair.root), "--domain", pair.source, "--split", pair.source_split,
+            "--method", method, "--steps", str(budget.pretrain_steps_for(pair)), "--batch-size", str(budget.batch_size),
+            "--crop", str(budget.crop), "--base-channels", str(budget.base_channels), "--threads", str(threads),
+            "--device", "cpu", "--out", str(out), "--log", str(out.with_suffix(".jsonl")),
+        ])
+        if rc != 0:
+            raise RuntimeError(f"pretraining {method} on {pair.source} failed")
+        out.with_suffix(".seconds").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return out
+
+
+@dataclass
+class TargetData:
+    pool: list[Sample]
+    evaluation: list[Sample]  # the test split, or held-out pool images in the validation protocol
+
+
+def target_data(pair: Pair, protocol: str, budget: Budget) -> TargetData:
+    pool = load_domain(pair.root, pair.target, "pool")
+    if protocol == "validation":
+        order = choose_subset([s.id for s in pool], len(pool), seed=12345)
+        held_out = set(order[: max(1, round(0.3 * len(pool)))])
+        evaluation = [s for s in pool if s.id in held_out]
+        pool = [s for s in pool if s.id not in held_out]
+    else:
+        evaluation = load_domain(pair.root, pair.target, "test")
+    if budget.max_test_images is not None:
+        evaluation = evaluation[: budget.max_test_images]
+    return TargetData(pool, evaluation)
+
+
+def fit_and_score(
+    method: str, labelled: list[Sample], data: TargetData, checkpoints: dict[str, Path],
+    budget: Budget, variant: Variant, seed: int,
+) -> dict[str, Any]:
+    from napari_hybridseg.learn.evaluate import evaluate, evaluate_predictor
+
+    if method == "forest":
+        from .forest_baseline import PixelForest
+
+        forest = PixelForest(seed=seed).fit(labelled)
+        return evaluate_predictor(forest.predict, forest.n_classes, data.evaluation)
+
+    from napari_hybridseg.learn.finetune import FinetuneConfig, default_finetune_train_config, finetune, scratch_model
+    from napari_hybridseg.model.checkpoint import load_checkpoint, read_metadata
+    from napari_hybridseg.model.inference import Segmenter
+
+    if method == "scratch":
+        model, meta = scratch_model(read_metadata(checkpoints["hybrid"]), seed)
+        config = FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
+    else:
+        model, meta = load_checkpoint(checkpoints[method])
+        config = FinetuneConfig(loss=variant.loss, unlabelled_share=variant.unlabelled_share)
+    chosen = {s.id for s in labelled}
+    unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
+    if labelled:
+        train_config = default_finetune_train_config(
+            steps=budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed
+        )
+        model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
+    return evaluate(Segmenter(model, meta), data.evaluation)
+
+
+def planned_runs(pairs: list[Pair], arms: list[str], budget: Budget, pool_sizes: dict[str, int]) -> Iterator[tuple]:
+    """(pair, method, n_labels, seed) in the order they run: zero-shot, then each N (the headline first), then the ceiling.
+    Arms are innermost so an interrupted benchmark leaves complete paired sets."""
+    for pair in pairs:
+        for method in arms:
+            if method in ("hybrid", "supervised"):  # diffusion pretraining never trains the mask head
+                yield pair, method, 0, 0
+    for n in budget.n_labels:
+        for seed in range(budget.seeds):
+            for pair in pairs:
+                if n < pool_sizes[pair.name]:
+                    for method in arms:
+                        yield pair, method, n, seed
+    for seed in range(budget.ceiling_seeds):
+        for pair in pairs:
+            for method in arms:
+                yield pair, method, pool_sizes[pair.name], seed  # the ceiling: every pool image
+
+
+def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, protocol: str,
+        work: Path, threads: int) -> Records:
+    import torch
+
+    torch.set_num_threads(threads)
+    records = Records(work / "records.jsonl")
+    data = {p.name: target_data(p, protocol, budget) for p in pairs}
+    pool_sizes = {name: len(d.pool) for name, d in data.items()}
+    for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
+        key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method, n_labels=n, seed=seed)
+        if records.has(**key):
+            continue
+        target = data[pair.name]
+        checkpoints = {m: pretrained_checkpoint(work, pair, m, budget, threads) for m in PRETRAINED if m in arms or m == "hybrid"}
+        ids = [s.id for s in target.pool]
+        chosen = set(choose_subset(ids, n, seed))
+        labelled = [s for s in target.pool if s.id in chosen]
+        started = time.perf_counter()
+        scores = fit_and_score(method, labelled, target, checkpoints, budget, variant, seed)
+        row = {
+            **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
+            "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
+            "per_image_dice": [r["dice"] for r in scores["per_image"]], "seconds": round(time.perf_counter() - started, 1),
+        }
+        records.add(row)
+        print(f"{pair.target:>12} {method:>10} N={n!s:>4} seed={seed}: Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
+    return records
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _n_label(n: int, pool_size: int) -> str:
+    return f"{n} (pool)" if n == pool_size else str(n)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std per (method, N), and paired intervals of hybrid against every other arm at each N."""
+    by_cell: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        by_cell.setdefault((r["method"], r["n_labels"]), {})[r["seed"]] = r
+    cells = {
+        key: {"mean": float(np.mean([r["dice"] for r in runs.values()])),
+              "std": float(np.std([r["dice"] for r in runs.values()])), "n_seeds": len(runs)}
+        for key, runs in by_cell.items()
+    }
+    intervals = {}
+    for (method, n), runs in by_cell.items():
+        if method == "hybrid" or ("hybrid", n) not in by_cell:
+            continue
+        seeds = sorted(set(runs) & set(by_cell[("hybrid", n)]))
+        if not seeds:
+            continue
+        a = np.array([by_cell[("hybrid", n)][s]["per_image_dice"] for s in seeds])
+        b = np.array([runs[s]["per_image_dice"] for s in seeds])
+        intervals[(method, n)] = paired_bootstrap(a, b)
+    return {"cells": cells, "intervals": intervals}
+
+
+def plot_pair(rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = summarise(rows)["cells"]
+    ns = sorted({n for _, n in cells})
+    labels = [_n_label(n, rows[0]["n_pool"]) for n in ns]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for method in [m for m in ARMS if any(k[0] == m for k in cells)]:
+        xs = [i for i, n in enumerate(ns) if (method, n) in cells]
+        ax.errorbar(xs, [cells[(method, ns[i])]["mean"] for i in xs], yerr=[cells[(method, ns[i])]["std"] for i in xs],
+                    marker="o", capsize=3, label=method)
+    ax.set_xticks(range(len(ns)), labels)
+    ax.set_xlabel("labelled target images")
+    ax.set_ylabel("Dice on the target test split")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
+    summary = summarise(rows)
+    cells, intervals = summary["cells"], summary["intervals"]
+    ns = sorted({n for _, n in cells})
+    pool_size = rows[0]["n_pool"]
+    present = [m for m in arms if any(k[0] == m for k in cells)]
+    table = report.markdown_table(
+        ["N labels", *present],
+        [[_n_label(n, pool_size),
+          *[(f"{cells[(m, n)]['mean']:.3f} ± {cells[(m, n)]['std']:.3f} ({cells[(m, n)]['n_seeds']})"
+             if (m, n) in cells else "–") for m in present]] for n in ns],
+    )
+    others = [m for m in present if m != "hybrid"]
+    diff_table = report.markdown_table(
+        ["N labels", *[f"hybrid − {m}" for m in others]],
+        [[_n_label(n, pool_size), *[str(intervals[(m, n)]) if (m, n) in intervals else "–" for m in others]]
+         for n in ns if any((m, n) in intervals for m in others)],
+    )
+    return (f"Dice, mean ± std over seeds (number of seeds):\n\n{table}\n\n"
+            f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}")
+
+
+def write_report(records: Records, protocol: str, variant: Variant, arms: list[str], args_line: str,
+                 results_dir: Path, benchmarks_md: Path, section: str) -> Path:
+    rows = [r for r in records.rows if r["protocol"] == protocol and r["variant"] == variant.tag]
+    by_pair: dict[str, list[dict]] = {}
+    for r in rows:
+        by_pair.setdefault(r["pair"], []).append(r)
+    info = report.machine()
+    out = []
+    sections = []
+    pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
+    for pair_name, pair_rows in by_pair.items():
+        first = pair_rows[0]
+        out.append({
+            "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
+            "finetune": variant.tag, "command": args_line, "machine": info,
+            "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
+        })
+        plot = results_dir / f"{section}_{first['target']}.png"
+        plot_pair(pair_rows, f"{first['source']} → {first['target']}", plot)
+        sections.append(f"### {first['source']} → {first['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
+                        + pair_markdown(pair_rows, arms))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = results_dir / f"{section}.json"
+    json_path.write_text(json.dumps(out, indent=1) + "\n")
+    run_seconds = sum(r["seconds"] for r in rows)
+    timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
+              f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
+    body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss.  \n" \
+        + f"Command: `{args_line}`  \nMachine: {report.machine_line(info)}  \n" \
+        + f"Results: `{json_path.relative_to(results_dir.parent.parent)}`"
+    report.update_section(section, body, benchmarks_md)
+    return json_path
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.label_efficiency", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data",
+                   help="folder holding retina/ and dsb2018/ (default: ../shared/data)")
+    p.add_argument("--pair", type=parse_pair, action="append", help="ROOT:SOURCE:TARGET (repeatable); default: the three shipped pairs")
+    p.add_argument("--source-split", default="train")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--quick", action="store_true", help="tiny budget: the whole pipeline in minutes")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--n-labels", type=int, nargs="+")
+    p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
+    p.add_argument("--unlabelled-share", type=float, default=0.0)
+    p.add_argument("--protocol", choices=["test", "validation"], default="test",
+                   help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", type=Path, help="records and source models (default: runs/label_efficiency[-quick])")
+    p.add_argument("--results-dir", type=Path, default=report.RESULTS)
+    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
+    p.add_argument("--report-only", action="store_true", help="rebuild JSON, plots and tables from the records")
+    args = p.parse_args(argv)
+
+    budget = QUICK if args.quick else FULL
+    budget = replace(budget, **{k: v for k, v in {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ())}.items() if v})
+    pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
+    variant = Variant(args.finetune_loss, args.unlabelled_share)
+    work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
+    section = "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
+    (work).mkdir(parents=True, exist_ok=True)
+    (work / "budget.json").write_text(json.dumps(asdict(budget), indent=1) + "\n")
+
+    records = Records(work / "records.jsonl") if args.report_only else run(
+        pairs, args.arms, budget, variant, args.protocol, work, args.threads
+    )
+    args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    path = write_report(records, args.protocol, variant, args.arms, args_line, args.results_dir, args.benchmarks_md, section)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
