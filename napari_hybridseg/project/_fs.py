@@ -23,18 +23,31 @@ def permission_error(where: Path, err: OSError | None = None) -> PermissionError
     )
 
 
+def disk_full_error(where: Path, err: OSError) -> OSError:
+    """An OSError that says the disk is full, that nothing was changed, and what to do."""
+    return OSError(
+        errno.ENOSPC,
+        f"the disk holding the napari-hybridseg project at {where} is full; this change was not saved "
+        "and everything saved before is intact. Free some space, then try again.",
+    )
+
+
 def is_permission_problem(err: OSError) -> bool:
     return isinstance(err, PermissionError) or err.errno in _PERMISSION_ERRNOS
 
 
 @contextmanager
 def writing(where: Path) -> Iterator[None]:
-    """Turn permission failures raised inside the block into :func:`permission_error`."""
+    """Turn permission and full-disk failures raised inside the block into clear messages."""
     try:
         yield
     except OSError as err:
-        if is_permission_problem(err) and "napari-hybridseg project" not in str(err):
+        if "napari-hybridseg project" in str(err):
+            raise
+        if is_permission_problem(err):
             raise permission_error(where, err) from err
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full_error(where, err) from err
         raise
 
 

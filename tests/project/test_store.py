@@ -347,3 +347,36 @@ def test_permission_error_message(folder, tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="pick another project folder") as info:
         ProjectStore.open(folder, project)
     assert str(project) in str(info.value)
+
+
+def test_a_full_disk_says_so_and_keeps_the_store_intact(folder, monkeypatch):
+    import errno
+
+    import zarr.storage._local as zarr_local
+
+    from napari_hybridseg.project import _registry
+
+    store = ProjectStore.open(folder)
+    store.accept("img1.png", a_mask(1), from_model=None)
+    model, meta = tiny_model()
+    first = store.add_model_version(model, meta, parent=None, activate=True)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarr_local, "_put", no_space)
+    with pytest.raises(OSError, match="is full; this change was not saved"):
+        store.accept("img1.png", a_mask(7), from_model=first)
+    monkeypatch.undo()
+    monkeypatch.setattr(_registry, "save_checkpoint", no_space)
+    with pytest.raises(OSError, match="is full"):
+        store.add_model_version(model, meta, parent=first, activate=True)
+    monkeypatch.undo()
+
+    np.testing.assert_array_equal(store.accepted_mask("img1.png"), a_mask(1))
+    again = ProjectStore.open(folder)
+    assert again.problems == []
+    np.testing.assert_array_equal(again.accepted_mask("img1.png"), a_mask(1))
+    assert revisions(again, "img1.png") == ["r1"]
+    assert [v["id"] for v in again.model_versions()] == [first] and again.active_model == first
+    assert sorted(p.name for p in again.models_dir.iterdir()) == [f"{first}.safetensors"]
