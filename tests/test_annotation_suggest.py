@@ -1,0 +1,129 @@
+"""Which image to label next: AnnotationSession's disagreement ranking and suggestion."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hybridseg.annotation import RANKING_SCORER, AnnotationSession
+from napari_hybridseg.model.checkpoint import load_checkpoint
+from napari_hybridseg.project import ProjectStore
+
+
+@pytest.fixture
+def session(tiny_sample_root, tiny_checkpoint, tmp_path) -> AnnotationSession:
+    """Six 64² synthetic images, the tiny checkpoint active (v0001)."""
+    store = ProjectStore.open(tiny_sample_root / "synth" / "images", tmp_path / "project")
+    session = AnnotationSession(store, "cpu")
+    assert session.import_checkpoint(tiny_checkpoint) == "v0001"
+    return session
+
+
+def score_all(session: AnnotationSession) -> dict[str, float]:
+    return {p.key: p.score for p in session.score_unaccepted()}
+
+
+def accept_empty(session: AnnotationSession, key: str) -> None:
+    session.accept(key, np.zeros(session.store.read_image(key).shape[:2], np.uint8))
+
+
+def add_perturbed_version(session: AnnotationSession, tiny_checkpoint) -> str:
+    """Register (and activate) a copy of the tiny model with noise added to its weights."""
+    model, meta = load_checkpoint(tiny_checkpoint)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * p.std().nan_to_num(0) * torch.randn(p.shape, generator=generator))
+    return session.store.add_model_version(model, meta, parent=session.active_version, note="perturbed",
+                                           activate=True)
+
+
+def test_without_scores_the_next_unaccepted_image_is_suggested(session):
+    keys = session.keys()
+    session.go(keys[1])
+    accept_empty(session, keys[2])
+    assert session.ranking() == []
+    assert session.suggest_next() == keys[3]  # after the current one, skipping the accepted one
+    for key in keys[3:]:
+        accept_empty(session, key)
+    assert session.suggest_next() == keys[0]  # wraps around
+    accept_empty(session, keys[0])
+    assert session.suggest_next() == keys[1]  # the current image, when nothing else is left
+    accept_empty(session, keys[1])
+    assert session.suggest_next() is None
+
+
+def test_scoring_ranks_the_unaccepted_images_highest_first(session):
+    keys = session.keys()
+    accept_empty(session, keys[0])
+    progress = list(session.score_unaccepted())
+    assert [p.key for p in progress] == keys[1:]
+    assert [(p.done, p.total) for p in progress] == [(i, len(keys) - 1) for i in range(1, len(keys))]
+
+    ranking = session.ranking()
+    assert sorted(ranking) == sorted((p.key, p.score) for p in progress)
+    scores = [score for _, score in ranking]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
+    assert all(score > 0 for score in scores)
+    assert session.suggest_next() == ranking[0][0]
+
+    # accepting the top image drops it from the ranking; the next suggestion is the runner-up
+    accept_empty(session, ranking[0][0])
+    assert session.ranking() == ranking[1:]
+    assert session.suggest_next() == ranking[1][0]
+
+
+def test_scored_images_come_before_unscored_ones_and_drafts_last(session):
+    keys = session.keys()
+    scores = dict(session.ranking())
+    assert not scores
+    stopped = session.score_unaccepted()
+    first = next(stopped)
+    stopped.close()  # a cancelled worker: nothing more is scored
+    assert session.ranking() == [(first.key, first.score)]
+    session.go(first.key)
+    assert session.suggest_next() == first.key  # the only scored image wins over the unscored ones
+
+    ranking = dict(score_all(session))
+    ordered = sorted(ranking, key=ranking.get, reverse=True)
+    session.save_draft(ordered[0], np.ones((64, 64), np.uint8))  # the user is editing the top image
+    assert session.suggest_next() == ordered[1]
+    for key in ordered[1:]:
+        accept_empty(session, key)
+    assert session.suggest_next() == ordered[0]  # a draft, when nothing else is left
+    assert set(keys) == set(ordered)
+
+
+def test_a_new_model_version_is_scored_afresh_and_so_is_a_rollback(session, tiny_checkpoint):
+    first = score_all(session)
+    assert session.scorer().model_version == "v0001"
+
+    second_version = add_perturbed_version(session, tiny_checkpoint)
+    assert session.ranking() == []  # no score of another version is reused
+    keys = session.keys()
+    session.go(keys[0])
+    assert session.suggest_next() == keys[1]
+    second = score_all(session)
+    assert session.scorer().model_version == second_version
+    assert second.keys() == first.keys() and second != first
+
+    session.set_active("v0001")  # roll back
+    assert session.ranking() == []
+    assert score_all(session) == first  # each image's noise is seeded by its content: the same scores
+
+
+def test_the_ranking_scores_a_crop_and_the_map_covers_the_whole_image(session):
+    key = session.keys()[0]
+    assert session.scoring == RANKING_SCORER
+    small = AnnotationSession(session.store, "cpu", scoring={**RANKING_SCORER, "max_pixels": 16 * 16})
+    list(small.score_unaccepted())
+    crop_map = small.scorer().cached(key).map
+    assert crop_map.shape == (64, 64)
+    assert 0 < np.count_nonzero(crop_map) <= 16 * 16
+
+    whole = small.disagreement_map(key)
+    assert whole.shape == (64, 64) and whole.dtype == np.float32
+    assert np.count_nonzero(whole) > 16 * 16
+
+    # an image within max_pixels: the map is the ranking's own, taken from its cache
+    list(session.score_unaccepted())
+    assert session.disagreement_map(key) is session.scorer().cached(key).map
