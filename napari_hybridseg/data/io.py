@@ -10,6 +10,9 @@ import numpy as np
 from ..atomic import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+# Pillow's own decompression-bomb limit; applied to TIFF too, so every format has the same ceiling
+# (a 13000 × 13000 image; larger ones need tens of GB of working memory to predict)
+MAX_PIXELS = 178_956_970
 
 
 class ImageReadError(ValueError):
@@ -40,17 +43,38 @@ def read_array(path: str | os.PathLike, palette_as_indices: bool = False) -> np.
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                _check_size(path, tif.series[0].shape[-3:] if tif.series[0].shape[-1] in (3, 4) else tif.series[0].shape[-2:])
+                return np.asarray(tif.asarray())
+        import warnings
+
         from PIL import Image
 
-        with Image.open(path) as img:
-            if img.mode == "P" and not palette_as_indices:
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            return np.asarray(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes up to MAX_PIXELS are fine
+            with Image.open(path) as img:
+                _check_size(path, img.size[::-1])
+                if img.mode == "P" and not palette_as_indices:
+                    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+                return np.asarray(img)
     except ImageReadError:
         raise
     except Exception as err:
+        if type(err).__name__ == "DecompressionBombError":  # Pillow refuses before our own check can run
+            raise ImageReadError(
+                f"{path.name} is larger than the {MAX_PIXELS / 1e6:.0f} M pixels napari-hybridseg opens ({err}); "
+                "crop it or split it into tiles first"
+            ) from None
         raise ImageReadError(f"{path.name} could not be read as an image ({type(err).__name__}: {err})") from None
+
+
+def _check_size(path: Path, shape: tuple[int, ...]) -> None:
+    height, width = shape[:2]
+    if height * width > MAX_PIXELS:
+        raise ImageReadError(
+            f"{path.name} is {width} × {height} pixels ({height * width / 1e6:.0f} M), more than the "
+            f"{MAX_PIXELS / 1e6:.0f} M pixels napari-hybridseg opens; crop it or split it into tiles first"
+        )
 
 
 def as_2d_image(array: np.ndarray, name: str = "image") -> np.ndarray:

@@ -453,3 +453,37 @@ def test_crop_sampler_is_reproducible_with_a_seed():
 def test_crop_sampler_refuses_no_samples():
     with pytest.raises(ValueError, match="no images"):
         CropSampler([], 1, 2)
+
+
+def test_a_10000_square_image_is_read(tmp_path):
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((10_000, 10_000), np.uint8))
+    assert read_image(path).shape == (10_000, 10_000)
+
+
+def test_a_tiff_beyond_the_pixel_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, shape=(14_000, 14_000), dtype=np.uint8)  # header only; pixels would be zero
+
+    def never(*args, **kwargs):
+        raise AssertionError("the pixels were read")
+
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", never)
+    with pytest.raises(ImageReadError, match=r"huge.tif is 14000 × 14000 pixels \(196 M\).*crop it"):
+        read_image(path)
+
+
+def test_a_png_claiming_a_huge_size_is_refused(tmp_path):
+    import struct
+    import zlib
+
+    path = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data[12:29]  # chunk type + 13 bytes of IHDR data
+    ihdr[4:12] = struct.pack(">II", 20_000, 20_000)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="bomb.png is .*larger than|bomb.png is 20000 × 20000"):
+        read_image(path)
