@@ -1,4 +1,5 @@
-"""The annotation dock: open a folder, correct and accept masks, refine in the background."""
+"""The annotation dock: open a folder, correct and accept masks, refine in the background,
+label next what the model is least sure about."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..annotation import EDITED, AnnotationSession
 from ..export import export_ome_zarr, export_png
 from ..project import ProjectStore
 from .loss_plot import LossPlot
+from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
 
 IMAGE_LAYER = "hybridseg image"
 MASK_LAYER = "hybridseg mask"
@@ -59,6 +61,16 @@ def _refresh_all(session: AnnotationSession):
     yield from session.refresh_predictions()
 
 
+def _score_unaccepted(session: AnnotationSession):
+    _one_torch_thread()
+    yield from session.score_unaccepted()
+
+
+def _disagreement_map(session: AnnotationSession, key: str):
+    _one_torch_thread()
+    return key, session.disagreement_map(key)
+
+
 class HybridSegDock(QWidget):
     def __init__(self, napari_viewer, device: str = "auto"):
         super().__init__()
@@ -72,6 +84,8 @@ class HybridSegDock(QWidget):
         self._refine_worker = None
         self._refresh_worker = None
         self._predict_worker = None
+        self._score_worker = None
+        self._map_worker = None
         self._build_ui()
         self._poll = QTimer(self)
         self._poll.setInterval(150)
@@ -124,6 +138,10 @@ class HybridSegDock(QWidget):
         for b in (self.previous_button, self.next_button, self.suggested_button):
             nav.addWidget(b)
         layout.addLayout(nav)
+        self.suggestions = SuggestionPanel()
+        self.suggestions.chosen.connect(self.show_image)
+        self.suggestions.show_map.toggled.connect(self._show_map_toggled)
+        layout.addWidget(self.suggestions)
         self.accept_button = QPushButton(f"Accept mask ({ACCEPT_KEY.replace('-', '+')})")
         self.accept_button.setStyleSheet("font-weight: bold; padding: 6px;")
         self.accept_button.clicked.connect(self.accept)
@@ -174,7 +192,7 @@ class HybridSegDock(QWidget):
 
     def _set_enabled(self, enabled: bool) -> None:
         for w in (self.model_combo, self.checkpoint_button, self.image_list, self.previous_button, self.next_button,
-                  self.suggested_button, self.accept_button, self.refine_button, self.refine_every,
+                  self.suggested_button, self.suggestions, self.accept_button, self.refine_button, self.refine_every,
                   self.export_zarr_button, self.export_png_button):
             w.setEnabled(enabled)
 
@@ -230,6 +248,7 @@ class HybridSegDock(QWidget):
         self._refresh_list()
         for problem in store.problems:
             show_warning(problem)
+        self._start_scoring()
         self.show_image(self.session.current())
 
     def close_project(self) -> None:
@@ -239,12 +258,15 @@ class HybridSegDock(QWidget):
         self._keep_draft()
         if self._refine_job is not None:
             self._refine_job.cancel()
-        for worker in (self._refine_worker, self._refresh_worker, self._predict_worker):
+        workers = (self._refine_worker, self._refresh_worker, self._predict_worker, self._score_worker,
+                   self._map_worker)
+        for worker in workers:
             if worker is not None:
                 worker.quit()
         QThreadPool.globalInstance().waitForDone(60_000)  # napari's workers run in the global pool
         self._poll.stop()
         self._refine_worker = self._refresh_worker = self._predict_worker = self._refine_job = None
+        self._score_worker = self._map_worker = None
         self.session = None
         self.key = None
 
@@ -333,6 +355,7 @@ class HybridSegDock(QWidget):
             self._set_mask(np.zeros(image.shape[:2], dtype=MASK_DTYPE), editable=False)
             self._refresh_list()
             self._predict_in_background(key)
+        self._request_map()
 
     def _predict_in_background(self, key: str) -> None:
         self.status.setText(f"Predicting {key} with {self.session.version_label()}…")
@@ -388,6 +411,8 @@ class HybridSegDock(QWidget):
         key = self.session.suggest_next()
         if key is None:
             self.say("Every image is accepted.")
+        elif key == self.key:
+            self.say(f"{key}, shown now, is the suggested image.")
         else:
             self.show_image(key)
 
@@ -404,6 +429,7 @@ class HybridSegDock(QWidget):
         self._mask_edited = False
         accepted = self.key
         self._refresh_list()
+        self._show_ranking()
         if self.session.refine_due() and self._refine_worker is None:
             self.start_refine()
         next_key = self.session.suggest_next()
@@ -490,15 +516,81 @@ class HybridSegDock(QWidget):
         worker = create_worker(_refresh_all, self.session)
         worker.yielded.connect(self._prediction_refreshed)
         worker.finished.connect(self._refresh_list)
+        # Qt's pool has one thread per core: scoring waits for the refresh, so one stays free for the viewer
+        self._stop_scoring(f"Will rank the images by {self.session.version_label()} once its predictions are made.")
+        worker.finished.connect(lambda worker=worker: self._refresh_finished(worker))
         self._refresh_worker = worker
         worker.start()
         if self.key is not None and not self._mask_edited and self.session.store.record(self.key).state != "accepted":
             self._predict_in_background(self.key)
 
+    def _refresh_finished(self, worker) -> None:
+        if worker is self._refresh_worker:
+            self._start_scoring()
+
     def _prediction_refreshed(self, key: str) -> None:
         if key == self.key and not self._mask_edited:
             mask, origin = self.session.mask_for(key)
             self._show_mask(key, mask, origin)
+
+    # ------------------------------------------------------------------ suggestions
+    def _stop_scoring(self, message: str) -> None:
+        if self._score_worker is not None:
+            self._score_worker.quit()
+            self._score_worker = None
+        self._show_ranking()
+        self.suggestions.status.setText(message)
+
+    def _start_scoring(self) -> None:
+        """Rank the unaccepted images for the active model in the background; an older run stops."""
+        if self.session is None:
+            return
+        self._stop_scoring(f"Scoring the unaccepted images with {self.session.version_label()}…")
+        worker = create_worker(_score_unaccepted, self.session)
+        worker.yielded.connect(lambda progress, worker=worker: self._scored(worker, progress))
+        worker.finished.connect(lambda worker=worker: self._scoring_finished(worker))
+        worker.errored.connect(lambda err: self.say(f"Scoring the images failed: {err}", "error"))
+        self._score_worker = worker
+        worker.start()
+        self._request_map()  # the map of the new model
+
+    def _show_ranking(self) -> None:
+        self.suggestions.set_ranking(self.session.ranking())
+
+    def _scored(self, worker, progress) -> None:
+        if worker is self._score_worker:
+            self._show_ranking()
+            self.suggestions.status.setText(
+                f"Scored {progress.done}/{progress.total} with {self.session.version_label()}…")
+
+    def _scoring_finished(self, worker) -> None:
+        if worker is self._score_worker:
+            self._score_worker = None
+            self._show_ranking()
+            self.suggestions.status.setText(
+                f"Unaccepted images ranked by the disagreement of {self.session.version_label()}.")
+
+    def _show_map_toggled(self, on: bool) -> None:
+        if on:
+            self._request_map()
+        else:
+            hide_disagreement(self.viewer, remove=True)
+
+    def _request_map(self) -> None:
+        """Compute the current image's disagreement map in the background, if it is to be shown."""
+        if self.session is None or self.key is None or not self.suggestions.show_map.isChecked():
+            return
+        hide_disagreement(self.viewer)  # not the map of another image or model meanwhile
+        worker = create_worker(_disagreement_map, self.session, self.key)
+        worker.returned.connect(lambda result, worker=worker: self._map_ready(worker, *result))
+        worker.errored.connect(lambda err: self.say(f"The disagreement map failed: {err}", "error"))
+        self._map_worker = worker
+        worker.start()
+
+    def _map_ready(self, worker, key: str, pixel_map: np.ndarray) -> None:
+        if worker is self._map_worker and key == self.key and self.suggestions.show_map.isChecked():
+            self._map_worker = None
+            show_disagreement(self.viewer, pixel_map)
 
     # ------------------------------------------------------------------ export
     def _choose_zarr_export(self) -> None:

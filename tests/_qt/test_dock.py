@@ -9,9 +9,13 @@ from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
+from qtpy.QtCore import Qt
 
 from napari_hybridseg._qt.dock import IMAGE_LAYER, MASK_LAYER, HybridSegDock
+from napari_hybridseg._qt.suggestions import DISAGREEMENT_LAYER
+from napari_hybridseg.annotation import AnnotationSession
 from napari_hybridseg.data.io import read_mask
+from napari_hybridseg.project import ProjectStore
 from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
 
 FAST_REFINE = {"refine_steps": 6, "refine_batch_size": 2, "refine_crop": 64}
@@ -156,4 +160,63 @@ def test_a_pickle_checkpoint_is_refused_in_the_viewer(make_napari_viewer, qtbot,
     assert not dock.load_checkpoint(evil)
     assert "refuses" in dock.status.text()
     assert dock.session.store.active_model is None
+    dock.close_project()
+
+
+def ranking_shown(dock, n_images):
+    """All unaccepted images are scored and the panel lists the top of that ranking."""
+    ranking = dock.session.ranking()
+    return len(ranking) == n_images and dock.suggestions.keys() == [key for key, _ in ranking[:5]]
+
+
+def map_shown(dock, key):
+    layers = dock.viewer.layers
+    if DISAGREEMENT_LAYER not in layers or not layers[DISAGREEMENT_LAYER].visible:
+        return False
+    return np.array_equal(layers[DISAGREEMENT_LAYER].data, dock.session.disagreement_map(key))
+
+
+def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, image_folder, tiny_checkpoint):
+    AnnotationSession(ProjectStore.open(image_folder), "cpu").import_checkpoint(tiny_checkpoint)  # fast model
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    assert dock.session.active_version == "v0001"
+    qtbot.waitUntil(lambda: ranking_shown(dock, 7), timeout=60_000)
+    ranking = dock.session.ranking()
+    assert "ranked by the disagreement of v0001" in dock.suggestions.status.text()
+    assert dock.suggestions.list.item(0).text().split() == [ranking[0][0], f"{ranking[0][1]:.4f}"]
+
+    dock.suggested_button.click()
+    assert dock.key == ranking[0][0]
+
+    # the disagreement map of the image shown, under the mask, which stays the layer being edited
+    dock.suggestions.show_map.setChecked(True)
+    qtbot.waitUntil(lambda: map_shown(dock, dock.key), timeout=30_000)
+    layer = viewer.layers[DISAGREEMENT_LAYER]
+    assert layer.data.shape == viewer.layers[IMAGE_LAYER].data.shape[:2]
+    assert layer.colormap.name == "magma" and layer.blending == "additive" and layer.opacity == 0.5
+    assert viewer.layers.index(layer) < viewer.layers.index(MASK_LAYER)
+    assert viewer.layers.selection.active is viewer.layers[MASK_LAYER]
+
+    # clicking the runner-up in the list goes there, and the map follows
+    second = ranking[1][0]
+    view = dock.suggestions.list
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualItemRect(view.item(1)).center())
+    assert dock.key == second
+    qtbot.waitUntil(lambda: map_shown(dock, second), timeout=30_000)
+
+    # accepting it drops it from the list and moves on to the top image
+    wait_for_prediction(qtbot, dock)
+    dock.accept()
+    assert second not in dock.suggestions.keys()
+    assert dock.key == ranking[0][0]
+
+    # another model: every unaccepted image is scored again, by that model
+    dock.load_checkpoint(tiny_checkpoint)
+    assert dock.session.active_version == "v0002"
+    assert dock.suggestions.keys() == []  # no score of the old model is shown
+    qtbot.waitUntil(lambda: ranking_shown(dock, 6), timeout=60_000)
+    qtbot.waitUntil(lambda: "disagreement of v0002" in dock.suggestions.status.text(), timeout=10_000)
+
+    dock.suggestions.show_map.setChecked(False)
+    assert DISAGREEMENT_LAYER not in viewer.layers
     dock.close_project()
