@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def target_data(pair: Pair, protocol: str, budget: Budget) -> TargetData:
 
 
 def fit_and_score(
-    method: str, labelled: list[Sample], data: TargetData, checkpoints: dict[str, Path],
+    method: str, labelled: list[Sample], data: TargetData, checkpoint: Callable[[str], Path],
     budget: Budget, variant: Variant, seed: int,
 ) -> dict[str, Any]:
     from napari_hybridseg.learn.evaluate import evaluate, evaluate_predictor
@@ -195,10 +195,10 @@ def fit_and_score(
     from napari_hybridseg.model.inference import Segmenter
 
     if method == "scratch":
-        model, meta = scratch_model(read_metadata(checkpoints["hybrid"]), seed)
+        model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
         config = FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
     else:
-        model, meta = load_checkpoint(checkpoints[method])
+        model, meta = load_checkpoint(checkpoint(method))
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=variant.unlabelled_share)
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
@@ -242,12 +242,13 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
         if records.has(**key):
             continue
         target = data[pair.name]
-        checkpoints = {m: pretrained_checkpoint(work, pair, m, budget, threads) for m in PRETRAINED if m in arms or m == "hybrid"}
         ids = [s.id for s in target.pool]
         chosen = set(choose_subset(ids, n, seed))
         labelled = [s for s in target.pool if s.id in chosen]
         started = time.perf_counter()
-        scores = fit_and_score(method, labelled, target, checkpoints, budget, variant, seed)
+        scores = fit_and_score(
+            method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, budget, threads), budget, variant, seed
+        )
         row = {
             **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
             "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
