@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError) as err:
+    except (UsageError, CheckpointError, ImageReadError, OSError, KeyError, ValueError) as err:  # OSError: disk full, permissions
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"hybridseg {args.command}: error: {message}", file=sys.stderr)
         return 2
