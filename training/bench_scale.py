@@ -1,0 +1,177 @@
+"""Scale benchmark: big images, big projects, and how scoring and refining grow with the number of images.
+
+    python -m training.bench_scale [--threads 2]
+
+Each measurement runs in a fresh child process, so its peak RSS is its own.
+Writes benchmarks/results/scale.json and the "scale" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .report import REPO, footer, machine, markdown_table, update_section, write_json
+
+REPEATS = 3
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def _synthetic_image(size: int) -> np.ndarray:
+    """A size × size H&E-like image tiled from the sample generator (cheap to make, realistic to predict)."""
+    from napari_hybridseg.data.synthetic import make_sample
+
+    tile, _ = make_sample(0, (256, 256))
+    reps = -(-size // 256)
+    return np.tile(tile, (reps, reps, 1))[:size, :size]
+
+
+def predict_big(size: int, threads: int) -> dict:
+    import torch
+
+    from napari_hybridseg.model.inference import Segmenter
+    from napari_hybridseg.resources import default_model_path
+
+    torch.set_num_threads(threads)
+    segmenter = Segmenter.from_checkpoint(default_model_path())
+    image = _synthetic_image(size)
+    base_rss = _peak_rss_gb()
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        segmenter.predict(image)
+        times.append(time.perf_counter() - start)
+    return {"size": size, "seconds": times, "median_s": float(np.median(times)),
+            "peak_rss_gb": _peak_rss_gb(), "rss_before_predict_gb": base_rss}
+
+
+def open_project(n_images: int) -> dict:
+    from PIL import Image
+
+    from napari_hybridseg.annotation import AnnotationSession
+    from napari_hybridseg.project import ProjectStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tile = _synthetic_image(256)
+        for i in range(n_images):
+            Image.fromarray(tile).save(folder / f"img{i:05d}.png", compress_level=1)
+        start = time.perf_counter()
+        store = ProjectStore.open(folder)
+        create_s = time.perf_counter() - start
+        del store
+        start = time.perf_counter()
+        store = ProjectStore.open(folder)
+        reopen_s = time.perf_counter() - start
+        session = AnnotationSession(store, device="cpu")
+        steps = []
+        for _ in range(200):
+            start = time.perf_counter()
+            session.step(+1)
+            session.is_stale(session.current())
+            steps.append(time.perf_counter() - start)
+    return {"n_images": n_images, "create_s": create_s, "reopen_s": reopen_s,
+            "navigate_step_ms_p50": 1e3 * float(np.median(steps)), "navigate_step_ms_max": 1e3 * float(np.max(steps))}
+
+
+def score_images(n_images: int, threads: int) -> dict:
+    import torch
+
+    from napari_hybridseg.annotation import RANKING_SCORER
+    from napari_hybridseg.learn.acquisition import DisagreementScorer
+    from napari_hybridseg.model.checkpoint import load_checkpoint
+    from napari_hybridseg.resources import default_model_path
+    from napari_hybridseg.data.synthetic import make_sample
+
+    torch.set_num_threads(threads)
+    model, _ = load_checkpoint(default_model_path())
+    scorer = DisagreementScorer(model, "bench", **RANKING_SCORER)
+    images = [(f"img{i}", make_sample(i, (256, 256))[0]) for i in range(n_images)]
+    start = time.perf_counter()
+    for _ in scorer.score_many(images):
+        pass
+    return {"n_images": n_images, "seconds": time.perf_counter() - start, "settings": RANKING_SCORER}
+
+
+def refine_images(n_accepted: int, threads: int) -> dict:
+    from napari_hybridseg.annotation import REFINE_DEFAULTS
+    from napari_hybridseg.data.datasets import Sample
+    from napari_hybridseg.data.synthetic import make_sample
+    from napari_hybridseg.learn.finetune import default_finetune_train_config
+    from napari_hybridseg.learn.refine import RefineJob
+    from napari_hybridseg.model.checkpoint import load_checkpoint
+    from napari_hybridseg.resources import default_model_path
+
+    model, meta = load_checkpoint(default_model_path())
+    labelled = [Sample(f"img{i}", *make_sample(i, (256, 256))) for i in range(n_accepted)]
+    config = default_finetune_train_config(steps=REFINE_DEFAULTS["refine_steps"], batch_size=REFINE_DEFAULTS["refine_batch_size"],
+                                           crop_size=REFINE_DEFAULTS["refine_crop"])
+    start = time.perf_counter()
+    result = RefineJob(model, meta, labelled, config, threads=threads).run()
+    assert result.ok, result.message
+    return {"n_accepted": n_accepted, "seconds": time.perf_counter() - start, "steps": config.steps}
+
+
+TASKS = {"predict_big": predict_big, "open_project": open_project, "score_images": score_images, "refine_images": refine_images}
+
+
+def _in_child(task: str, **kwargs) -> dict:
+    code = f"import json; from training.bench_scale import TASKS; print(json.dumps(TASKS[{task!r}](**{kwargs!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _linearity(rows: list[dict], n_key: str) -> float:
+    """Seconds per image at the largest N over seconds per image at the smallest: 1 means linear."""
+    small, large = rows[0], rows[-1]
+    return (large["seconds"] / large[n_key]) / (small["seconds"] / small[n_key])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.bench_scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    info = machine()
+    results = {
+        "machine": info,
+        "threads": args.threads,
+        "predict": [_in_child("predict_big", size=s, threads=args.threads) for s in (1024, 2048)],
+        "projects": [_in_child("open_project", n_images=n) for n in (100, 1000)],
+        "scoring": [_in_child("score_images", n_images=n, threads=args.threads) for n in (25, 50, 100)],
+        "refining": [_in_child("refine_images", n_accepted=n, threads=1) for n in (5, 20, 80)],
+    }
+    results["scoring_linearity"] = _linearity(results["scoring"], "n_images")
+    write_json("scale", results)
+
+    rows = [[f"predict {r['size']}² (tiled, median of {REPEATS})", f"{r['median_s']:.2f} s", f"peak RSS {r['peak_rss_gb']:.2f} GB",
+             "≤ 3 s, ≤ 1.5 GB" if r["size"] == 2048 else ""] for r in results["predict"]]
+    rows += [[f"open a project of {r['n_images']} images", f"create {r['create_s']:.2f} s, reopen {r['reopen_s']:.2f} s",
+              f"navigate p50 {r['navigate_step_ms_p50']:.1f} ms, max {r['navigate_step_ms_max']:.1f} ms",
+              "≤ 2 s" if r["n_images"] == 1000 else ""] for r in results["projects"]]
+    rows += [[f"score {r['n_images']} images of 256² (S = {r['settings']['samples']}, 128² crop)", f"{r['seconds']:.1f} s",
+              f"{1e3 * r['seconds'] / r['n_images']:.0f} ms per image", "100 in ≤ 20 s" if r["n_images"] == 100 else ""]
+             for r in results["scoring"]]
+    rows += [[f"refine on {r['n_accepted']} accepted images ({r['steps']} steps, 1 thread)", f"{r['seconds']:.1f} s", "", ""]
+             for r in results["refining"]]
+    table = markdown_table(["measurement", "time", "detail", "goal"], rows)
+    body = (f"{table}\n\nScoring time per image at 100 images over that at 25: {results['scoring_linearity']:.2f} "
+            "(1 = linear). Refining runs a fixed number of steps, so its time does not grow with the images.\n\n"
+            + footer("python -m training.bench_scale", info, "scale"))
+    update_section("scale", "## Scale\n\n" + body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
