@@ -108,12 +108,11 @@ def parse_pair(text: str) -> Pair:
 
 
 class Records:
-    """Finished runs, one JSON line each; a run already recorded is never repeated."""
+    """Finished runs, one JSON line each, identified by the fields in ``key``; a run already recorded is never repeated."""
 
-    KEY = ("pair", "protocol", "variant", "method", "n_labels", "seed")
-
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: tuple[str, ...] = ("pair", "protocol", "variant", "method", "n_labels", "seed")):
         self.path = path
+        self.key = key
         self.rows: list[dict[str, Any]] = []
         if path.exists():
             for line in path.read_text().splitlines():
@@ -122,7 +121,7 @@ class Records:
         self._keys = {self._key(r) for r in self.rows}
 
     def _key(self, row: dict[str, Any]) -> tuple:
-        return tuple(row[k] for k in self.KEY)
+        return tuple(row[k] for k in self.key)
 
     def has(self, **key: Any) -> bool:
         return self._key(key) in self._keys
@@ -407,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     records = Records(work / "records.jsonl") if args.report_only else run(
         pairs, args.arms, budget, variant, args.protocol, work, args.threads
     )
-    args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
+    args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
     path = write_report(records, args.protocol, variant, args.arms, args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0

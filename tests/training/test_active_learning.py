@@ -1,0 +1,31 @@
+"""The simulated-clinician benchmark end to end on a tiny budget."""
+
+import json
+
+from training import active_learning
+
+
+def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root, tiny_checkpoint, tmp_path, capsys):
+    args = ["--quick", "--data", str(tiny_sample_root), "--target", "synth", "--source-model", str(tiny_checkpoint),
+            "--threads", "1", "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
+            "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
+    assert active_learning.main(args) == 0
+
+    data = json.loads((tmp_path / "results" / "active_learning_quick.json").read_text())
+    assert data["target"] == "synth"
+    runs = {(r["strategy"], r["seed"], r["n_labels"]) for r in data["results"]}
+    assert runs == {(s, seed, n) for s in active_learning.STRATEGIES for seed in (0, 1) for n in (1, 2)}
+    records = [json.loads(line) for line in (tmp_path / "work" / "records.jsonl").read_text().splitlines()]
+    for r in records:
+        assert len(set(r["labelled_ids"])) == r["n_labels"]  # never the same image twice
+    trajectories = {}
+    for r in sorted(records, key=lambda r: r["n_labels"]):
+        previous = trajectories.setdefault((r["strategy"], r["seed"]), [])
+        assert r["labelled_ids"][: len(previous)] == previous  # each round adds to the labels already given
+        trajectories[(r["strategy"], r["seed"])] = r["labelled_ids"]
+    assert "disagreement − entropy" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert (tmp_path / "results" / "active_learning_quick.png").stat().st_size > 1000
+
+    capsys.readouterr()
+    assert active_learning.main(args) == 0  # resumes: everything is recorded, nothing is trained
+    assert "Dice" not in capsys.readouterr().out

@@ -1,0 +1,217 @@
+"""Simulated-clinician benchmark: does choosing images by diffusion disagreement save labels?
+
+Ground-truth masks stand in for the clinician's corrections. Starting from the
+shipped source model, each strategy picks ``round_size`` pool images, the model
+is fine-tuned from the source model on every image labelled so far (as the
+plugin's refine does), the target's test split is scored, the new model ranks
+the rest of the pool, and so on up to ``max_labels``. Strategies:
+
+* ``disagreement``: the plugin's ranking (BALD across diffusion samples, settings ``RANKING_SCORER``);
+* ``entropy``: the mean softmax entropy of one clean prediction (the cheap alternative);
+* ``random``: the labelled subsets of the label-efficiency benchmark (``choose_subset``).
+
+Runs are appended to ``<work>/records.jsonl`` and the latest model of each
+trajectory is kept, so an interrupted benchmark resumes.
+
+    python -m training.active_learning                       # rounds of 5 to 20 and of 1 to 5, 5 seeds
+    python -m training.active_learning --quick --pool ...    # the pipeline on a tiny budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain
+
+from . import report
+from .label_efficiency import Records
+from .stats import paired_bootstrap
+
+STRATEGIES = ("disagreement", "entropy", "random")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    round_size: int
+    max_labels: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    finetune_steps: int = 200
+    batch_size: int = 8
+    crop: int = 128
+    seeds: int = 5
+    schedules: tuple[Schedule, ...] = (Schedule(5, 20), Schedule(1, 5))
+    max_test_images: int | None = None
+
+
+FULL = Budget()
+QUICK = Budget(finetune_steps=4, batch_size=2, crop=32, seeds=2, schedules=(Schedule(1, 2),), max_test_images=2)
+
+
+def choose(strategy: str, model_and_meta, pool: list[Sample], labelled: list[str], k: int, seed: int) -> list[str]:
+    """The ``k`` unlabelled pool images ``strategy`` labels next."""
+    remaining = [s for s in pool if s.id not in labelled]
+    if strategy == "random":  # extends the previous subset, so random's subsets equal the label-efficiency ones
+        return choose_subset([s.id for s in pool], len(labelled) + k, seed)[len(labelled):]
+    from napari_hybridseg.annotation import RANKING_SCORER
+    from napari_hybridseg.learn.acquisition import DisagreementScorer
+
+    options = dict(RANKING_SCORER) if strategy == "disagreement" else {"metric": "entropy"}
+    scorer = DisagreementScorer(model_and_meta[0], f"{strategy}-{len(labelled)}", seed=seed, **options)
+    for _ in scorer.score_many((s.id, s.image) for s in remaining):
+        pass
+    return [key for key, _ in scorer.ranking()[:k]]
+
+
+def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Sample], test: list[Sample],
+                   budget: Budget, records: Records, work: Path, source: Path) -> None:
+    from napari_hybridseg.learn.evaluate import evaluate
+    from napari_hybridseg.learn.finetune import default_finetune_train_config, finetune
+    from napari_hybridseg.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_hybridseg.model.inference import Segmenter
+
+    base = load_checkpoint(source)
+    name = f"{strategy}-r{schedule.round_size}-s{seed}"
+    latest = work / "models" / f"{name}.safetensors"
+    done = [r for r in records.rows if (r["strategy"], r["round_size"], r["seed"]) == (strategy, schedule.round_size, seed)]
+    labelled = list(max(done, key=lambda r: r["n_labels"])["labelled_ids"]) if done else []
+    current = load_checkpoint(latest) if done and latest.exists() else base
+    by_id = {s.id: s for s in pool}
+    while len(labelled) < schedule.max_labels:
+        started = time.perf_counter()
+        labelled += choose(strategy, current, pool, labelled, schedule.round_size, seed)
+        train_config = default_finetune_train_config(steps=budget.finetune_steps, batch_size=budget.batch_size,
+                                                     crop_size=budget.crop, seed=1000 * seed + len(labelled))
+        model, meta, _ = finetune(*base, [by_id[i] for i in labelled], train_config)
+        scores = evaluate(Segmenter(model, meta), test)
+        current = (model, meta)
+        save_checkpoint(latest, model, meta)
+        row = {"strategy": strategy, "round_size": schedule.round_size, "seed": seed, "n_labels": len(labelled),
+               "labelled_ids": list(labelled), "dice": scores["mean_dice"],
+               "per_image_dice": [r["dice"] for r in scores["per_image"]], "seconds": round(time.perf_counter() - started, 1)}
+        records.add(row)
+        print(f"{name}: {len(labelled)} labels, Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
+
+
+def summary_markdown(rows: list[dict[str, Any]], round_size: int) -> str:
+    rows = [r for r in rows if r["round_size"] == round_size]
+    cell: dict[tuple[str, int], dict[int, dict]] = {}
+    for r in rows:
+        cell.setdefault((r["strategy"], r["n_labels"]), {})[r["seed"]] = r
+    ns = sorted({n for _, n in cell})
+    present = [s for s in STRATEGIES if any(k[0] == s for k in cell)]
+
+    def mean_std(strategy: str, n: int) -> str:
+        runs = cell.get((strategy, n))
+        if not runs:
+            return "–"
+        dice = [r["dice"] for r in runs.values()]
+        return f"{np.mean(dice):.3f} ± {np.std(dice):.3f} ({len(dice)})"
+
+    def interval(other: str, n: int) -> str:
+        a, b = cell.get(("disagreement", n), {}), cell.get((other, n), {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            return "–"
+        return str(paired_bootstrap(np.array([a[s]["per_image_dice"] for s in seeds]),
+                                    np.array([b[s]["per_image_dice"] for s in seeds])))
+
+    table = report.markdown_table(["labels", *present], [[n, *[mean_std(s, n) for s in present]] for n in ns])
+    diffs = report.markdown_table(["labels", "disagreement − random", "disagreement − entropy"],
+                                  [[n, interval("random", n), interval("entropy", n)] for n in ns])
+    return (f"Rounds of {round_size}. Dice on the test split, mean ± std over seeds (seeds):\n\n{table}\n\n"
+            f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diffs}")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    for ax, round_size in zip(axes, sorted({r["round_size"] for r in rows}, reverse=True)):
+        for strategy in STRATEGIES:
+            points: dict[int, list[float]] = {}
+            for r in rows:
+                if r["strategy"] == strategy and r["round_size"] == round_size:
+                    points.setdefault(r["n_labels"], []).append(r["dice"])
+            if points:
+                ns = sorted(points)
+                ax.errorbar(ns, [np.mean(points[n]) for n in ns], yerr=[np.std(points[n]) for n in ns],
+                            marker="o", capsize=3, label=strategy)
+        ax.set_title(f"rounds of {round_size}")
+        ax.set_xlabel("labelled images")
+        ax.set_ylabel("Dice on the test split")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.active_learning", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=report.REPO.parent / "shared" / "data" / "dsb2018",
+                   help="data set in the shared layout (default: ../shared/data/dsb2018)")
+    p.add_argument("--target", default="histology")
+    p.add_argument("--source-model", type=Path, help="default: the shipped model")
+    p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", type=Path)
+    p.add_argument("--results-dir", type=Path, default=report.RESULTS)
+    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from napari_hybridseg.resources import default_model_path
+
+    torch.set_num_threads(args.threads)
+    budget = QUICK if args.quick else FULL
+    source = args.source_model or default_model_path()
+    work = args.work or report.REPO / "runs" / ("active_learning-quick" if args.quick else "active_learning")
+    records = Records(work / "records.jsonl", key=("strategy", "round_size", "seed", "n_labels"))
+    started = time.perf_counter()
+    if not args.report_only:
+        pool = load_domain(args.data, args.target, "pool")
+        test = load_domain(args.data, args.target, "test")[: budget.max_test_images]
+        for schedule in budget.schedules:
+            for seed in range(budget.seeds):
+                for strategy in args.strategies:
+                    run_trajectory(strategy, schedule, seed, pool, test, budget, records, work, source)
+    name = "active_learning" + ("_quick" if args.quick else "")
+    info = report.machine()
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "python -m training.active_learning " + " ".join(shlex.quote(a) for a in given)
+    results = [{k: r[k] for k in ("strategy", "round_size", "seed", "n_labels", "dice", "seconds")} for r in records.rows]
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.results_dir / f"{name}.json"
+    json_path.write_text(json.dumps({"target": args.target, "command": command, "machine": info, "results": results}, indent=1) + "\n")
+    plot(records.rows, args.results_dir / f"{name}.png")
+    compute_h = sum(r["seconds"] for r in records.rows) / 3600
+    body = "\n\n".join(summary_markdown(records.rows, s.round_size) for s in budget.schedules)
+    body += (f"\n\n![](benchmarks/results/{name}.png)\n\nCompute: {compute_h:.2f} h over {len(records.rows)} rounds "
+             f"(this invocation: {(time.perf_counter() - started) / 3600:.2f} h).  \n"
+             f"Command: `{command}`  \nMachine: {report.machine_line(info)}  \nResults: `benchmarks/results/{name}.json`")
+    report.update_section(name, body, args.benchmarks_md)
+    print(f"wrote {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
