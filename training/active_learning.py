@@ -151,15 +151,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 ns = sorted(points)
                 ax.errorbar(ns, [np.mean(points[n]) for n in ns], yerr=[np.std(points[n]) for n in ns],
                             marker="o", capsize=3, label=strategy)
-        ax.set_title(f"rounds of {round_size}")
-        ax.set_xlabel("labelled images")
-        ax.set_ylabel("Dice on the test split")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+        report.style_dice_axes(ax, "labelled images", f"rounds of {round_size}")
+    report.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

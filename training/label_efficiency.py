@@ -303,15 +303,8 @@ def plot_pair(rows: list[dict[str, Any]], title: str, path: Path) -> None:
         ax.errorbar(xs, [cells[(method, ns[i])]["mean"] for i in xs], yerr=[cells[(method, ns[i])]["std"] for i in xs],
                     marker="o", capsize=3, label=method)
     ax.set_xticks(range(len(ns)), labels)
-    ax.set_xlabel("labelled target images")
-    ax.set_ylabel("Dice on the target test split")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    report.style_dice_axes(ax, "labelled target images", title)
+    report.save_figure(fig, path)
 
 
 def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
