@@ -248,8 +248,15 @@ class HybridSegDock(QWidget):
         self._refresh_list()
         for problem in store.problems:
             show_warning(problem)
-        self._start_scoring()
         self.show_image(self.session.current())
+        self._start_scoring_after(self._predict_worker)
+
+    def _start_scoring_after(self, worker) -> None:
+        """Rank the images once ``worker`` (the first prediction on screen) is done, so it has the CPU first."""
+        if worker is None:
+            self._start_scoring()
+        else:
+            worker.finished.connect(lambda: self.session is not None and self._start_scoring())
 
     def close_project(self) -> None:
         """Keep the user's edit, stop background work, forget the session."""
