@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = Variant(args.finetune_loss, args.unlabelled_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
-    (work).mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     (work / "budget.json").write_text(json.dumps(asdict(budget), indent=1) + "\n")
 
     records = Records(work / "records.jsonl") if args.report_only else run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,6 @@ def read_array(path: str | os.PathLike, palette_as_indices: bool = False) -> np.
             with tifffile.TiffFile(path) as tif:
                 _check_size(path, tif.series[0].shape[-3:] if tif.series[0].shape[-1] in (3, 4) else tif.series[0].shape[-2:])
                 return np.asarray(tif.asarray())
-        import warnings
-
         from PIL import Image
 
         with warnings.catch_warnings():

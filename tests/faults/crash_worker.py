@@ -37,6 +37,7 @@ def mask_of_round(shape: tuple[int, ...], round_: int) -> np.ndarray:
 
 def accept_forever(store: ProjectStore, rng: np.random.Generator) -> None:
     keys = store.keys()
+    shapes = {k: store.read_image(k).shape for k in keys}  # read once: the loop measures saving, not decoding
     rounds = {}
     for k in keys:
         saved = store.accepted_mask(k)
@@ -44,10 +45,10 @@ def accept_forever(store: ProjectStore, rng: np.random.Generator) -> None:
     while True:
         key = keys[rng.integers(len(keys))]
         rounds[key] += 1
-        image_shape = store.read_image(key).shape
-        store.accept(key, mask_of_round(image_shape, int(rounds[key])), from_model=store.active_model)
+        store.accept(key, mask_of_round(shapes[key], int(rounds[key])), from_model=store.active_model)
         say(f"ACK {key} {rounds[key]}")
-        store.save_prediction(keys[rng.integers(len(keys))], mask_of_round(image_shape, 0), store.active_model)
+        other = keys[rng.integers(len(keys))]
+        store.save_prediction(other, mask_of_round(shapes[other], 0), store.active_model)
         store.position = key
 
 
@@ -58,7 +59,8 @@ def refine_forever(store: ProjectStore, seed: int) -> None:
         torch.manual_seed(seed)
         model = ModelConfig(base_channels=8).build()
         meta = model_metadata(model, method="hybrid", loss={}, pretraining=None, finetuning=[])
-    labelled = [Sample(k, store.read_image(k), np.ones(store.read_image(k).shape[:2], np.uint8)) for k in store.keys()[:2]]
+    images = {k: store.read_image(k) for k in store.keys()[:2]}
+    labelled = [Sample(k, image, np.ones(image.shape[:2], np.uint8)) for k, image in images.items()]
     while True:
         model, meta, _ = finetune(model, meta, labelled, TrainConfig(steps=2, batch_size=2, crop_size=32, seed=seed, log_every=1))
         version = store.add_model_version(model, meta, parent=store.active_model, note="crash test", activate=True)
