@@ -141,7 +141,7 @@ class AnnotationSession:
             scorer = self._scorers.get((version, whole_image))
             if scorer is None:
                 options = {**self.scoring, "max_pixels": None} if whole_image else self.scoring
-                scorer = DisagreementScorer(self.segmenter(version).model, version, device=self.device, **options)
+                scorer = DisagreementScorer(self.segmenter(version).forward, version, device=self.device, **options)
                 self._scorers = {k: v for k, v in self._scorers.items() if k[0] == version}
                 self._scorers[(version, whole_image)] = scorer
             return scorer

@@ -3,6 +3,22 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a folder of this test session, not the user's cache."""
+    import os
+
+    from napari_hybridseg.model.onnx_engine import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx_cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_sample_root(tmp_path_factory) -> Path:
     """A small synthetic data set in the shared layout (4 pool + 2 test images of 64²)."""

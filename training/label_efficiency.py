@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +64,12 @@ class Budget:
     ceiling_seeds: int = 1
     max_test_images: int | None = None
     base_channels: int = 16
+    clean_fraction: float = 0.25  # share of each hybrid pretraining batch at σ_min
+
+    @property
+    def hybrid_tag(self) -> str:
+        """Names the hybrid pretraining setting in file names and records."""
+        return f"clean{self.clean_fraction:g}"
 
     def pretrain_steps_for(self, pair: Pair) -> int:
         return self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"])
@@ -110,7 +116,9 @@ def parse_pair(text: str) -> Pair:
 class Records:
     """Finished runs, one JSON line each, identified by the fields in ``key``; a run already recorded is never repeated."""
 
-    def __init__(self, path: Path, key: tuple[str, ...] = ("pair", "protocol", "variant", "method", "n_labels", "seed")):
+    def __init__(
+        self, path: Path, key: tuple[str, ...] = ("pair", "protocol", "variant", "method", "pretrain", "n_labels", "seed")
+    ):
         self.path = path
         self.key = key
         self.rows: list[dict[str, Any]] = []
@@ -142,14 +150,16 @@ def pretrained_checkpoint(work: Path, pair: Pair, method: str, budget: Budget, t
     """The source model of ``method``, trained on first use through the CLI and kept in ``work``."""
     from napari_hybridseg.cli import main as cli
 
-    out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{method}.safetensors"
+    name = f"{method}-{budget.hybrid_tag}" if method == "hybrid" else method
+    out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{name}.safetensors"
     if not out.exists():
         started = time.perf_counter()
+        hybrid_args = ["--clean-fraction", str(budget.clean_fraction)] if method == "hybrid" else []
         rc = cli([
             "pretrain", "--data", str(pair.root), "--domain", pair.source, "--split", pair.source_split,
-            "--method", method, "--steps", str(budget.pretrain_steps_for(pair)), "--batch-size", str(budget.batch_size),
-            "--crop", str(budget.crop), "--base-channels", str(budget.base_channels), "--threads", str(threads),
-            "--device", "cpu", "--out", str(out), "--log", str(out.with_suffix(".jsonl")),
+            "--method", method, *hybrid_args, "--steps", str(budget.pretrain_steps_for(pair)),
+            "--batch-size", str(budget.batch_size), "--crop", str(budget.crop), "--base-channels", str(budget.base_channels),
+            "--threads", str(threads), "--device", "cpu", "--out", str(out), "--log", str(out.with_suffix(".jsonl")),
         ])
         if rc != 0:
             raise RuntimeError(f"pretraining {method} on {pair.source} failed")
@@ -237,7 +247,8 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     data = {p.name: target_data(p, protocol, budget) for p in pairs}
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
-        key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method, n_labels=n, seed=seed)
+        key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method,
+                   pretrain=budget.hybrid_tag if method == "hybrid" else "", n_labels=n, seed=seed)
         if records.has(**key):
             continue
         target = data[pair.name]
@@ -288,6 +299,25 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"cells": cells, "intervals": intervals}
 
 
+def methods_present(cells: dict[tuple, Any], arms: Iterable[str]) -> list[str]:
+    """The arms that have results, in ``arms`` order, then other hybrid settings (``hybrid@<setting>``)."""
+    present = {method for method, _ in cells}
+    return [m for m in arms if m in present] + sorted(present - set(arms))
+
+
+def report_rows(rows: list[dict[str, Any]], protocol: str, variant: Variant, hybrid_tag: str) -> list[dict[str, Any]]:
+    """The records of one report. Hybrid runs from another pretraining setting than ``hybrid_tag``
+    are kept as their own arm, ``hybrid@<setting>``, so the table compares the settings paired."""
+    selected = []
+    for r in rows:
+        if r["protocol"] != protocol or r["variant"] != variant.tag:
+            continue
+        if r["method"] == "hybrid" and r["pretrain"] != hybrid_tag:
+            r = {**r, "method": f"hybrid@{r['pretrain']}"}
+        selected.append(r)
+    return selected
+
+
 def plot_pair(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     import matplotlib
 
@@ -298,7 +328,7 @@ def plot_pair(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     ns = sorted({n for _, n in cells})
     labels = [_n_label(n, rows[0]["n_pool"]) for n in ns]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for method in [m for m in ARMS if any(k[0] == m for k in cells)]:
+    for method in methods_present(cells, ARMS):
         xs = [i for i, n in enumerate(ns) if (method, n) in cells]
         ax.errorbar(xs, [cells[(method, ns[i])]["mean"] for i in xs], yerr=[cells[(method, ns[i])]["std"] for i in xs],
                     marker="o", capsize=3, label=method)
@@ -312,7 +342,7 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
     cells, intervals = summary["cells"], summary["intervals"]
     ns = sorted({n for _, n in cells})
     pool_size = rows[0]["n_pool"]
-    present = [m for m in arms if any(k[0] == m for k in cells)]
+    present = methods_present(cells, arms)
     table = report.markdown_table(
         ["N labels", *present],
         [[_n_label(n, pool_size),
@@ -329,9 +359,9 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
             f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}")
 
 
-def write_report(records: Records, protocol: str, variant: Variant, arms: list[str], args_line: str,
+def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, arms: list[str], args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
-    rows = [r for r in records.rows if r["protocol"] == protocol and r["variant"] == variant.tag]
+    rows = report_rows(records.rows, protocol, variant, hybrid_tag)
     by_pair: dict[str, list[dict]] = {}
     for r in rows:
         by_pair.setdefault(r["pair"], []).append(r)
@@ -356,7 +386,8 @@ def write_report(records: Records, protocol: str, variant: Variant, arms: list[s
     run_seconds = sum(r["seconds"] for r in rows)
     timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
               f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
-    body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss.  \n" \
+    body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
+        + f"Hybrid pretraining: {hybrid_tag} (`hybrid@<setting>` columns are other settings, for comparison).  \n" \
         + f"Command: `{args_line}`  \nMachine: {report.machine_line(info)}  \n" \
         + f"Results: `{json_path.relative_to(results_dir.parent.parent)}`"
     report.update_section(section, body, benchmarks_md)
@@ -376,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budget: the whole pipeline in minutes")
     p.add_argument("--seeds", type=int)
     p.add_argument("--n-labels", type=int, nargs="+")
+    p.add_argument("--clean-fraction", type=float,
+                   help=f"share of each hybrid pretraining batch at σ_min (default {FULL.clean_fraction})")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
     p.add_argument("--unlabelled-share", type=float, default=0.0)
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
@@ -388,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     budget = QUICK if args.quick else FULL
-    budget = replace(budget, **{k: v for k, v in {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ())}.items() if v})
+    overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction}
+    budget = replace(budget, **{k: v for k, v in overrides.items() if v})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
@@ -401,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
-    path = write_report(records, args.protocol, variant, args.arms, args_line, args.results_dir, args.benchmarks_md, section)
+    path = write_report(records, args.protocol, variant, budget.hybrid_tag, args.arms, args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0
 

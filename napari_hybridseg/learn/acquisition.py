@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ import torch
 from ..data.prepare import model_input
 from ..model.inference import pad_to_multiple, resolve_device
 from ..model.precond import SIGMA_MIN, HybridSegModel
+
+if TYPE_CHECKING:
+    from ..model.onnx_engine import OnnxModel
 
 Mode = Literal["noise", "sdedit"]
 Metric = Literal["bald", "dice", "entropy"]
@@ -300,8 +303,8 @@ class DisagreementScorer:
         self._cache: dict[tuple[Hashable, str | None], tuple[str, ImageScore]] = {}
         self._set_model(model, model_version)
 
-    def _set_model(self, model: HybridSegModel, model_version: str | None) -> None:
-        self.model = model.to(self.device).eval()
+    def _set_model(self, model: HybridSegModel | OnnxModel, model_version: str | None) -> None:
+        self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.model_version = model_version
 
     def invalidate(self, model: HybridSegModel | None = None, model_version: str | None = ...) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,6 +13,9 @@ from .precond import SIGMA_MIN, HybridSegModel
 from .tiling import pad_to_multiple, predict_logits_tiled
 
 __all__ = ["Segmenter", "pad_to_multiple", "resolve_device"]
+
+log = logging.getLogger(__name__)
+Engine = Literal["auto", "torch", "onnx"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -33,6 +37,11 @@ class Segmenter:
     ``tile_size=None`` always predicts the whole image in one pass.
     ``batch_size=None`` is 1 on the CPU (batching gains no speed there and
     costs memory) and 4 on a GPU.
+
+    ``engine`` runs the forward pass: ``torch``, or ``onnx`` (ONNX Runtime, CPU
+    only, faster there; see :mod:`.onnx_engine`) with ``threads`` threads;
+    ``auto`` is ``onnx`` on the CPU when ONNX Runtime is installed and exports
+    the model, else ``torch``. ``model`` stays the torch module either way.
     """
 
     def __init__(
@@ -43,17 +52,41 @@ class Segmenter:
         tile_size: int | None = 1024,
         overlap: int = 64,
         batch_size: int | None = None,
+        engine: Engine = "auto",
+        threads: int | None = None,
     ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.forward = self._forward(engine, threads)
         self.metadata = metadata
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size if batch_size is not None else (1 if self.device.type == "cpu" else 4)
 
+    def _forward(self, engine: Engine, threads: int | None):
+        if engine not in ("auto", "torch", "onnx"):
+            raise ValueError(f"unknown engine {engine!r}: use auto, torch or onnx")
+        if engine == "torch" or (engine == "auto" and self.device.type != "cpu"):
+            return self.model
+        from .onnx_engine import OnnxModel, onnxruntime_available
+
+        if engine == "onnx" and self.device.type != "cpu":
+            raise ValueError("the onnx engine runs on the CPU only")
+        if not onnxruntime_available():
+            if engine == "onnx":
+                raise RuntimeError("the onnx engine needs the onnx and onnxruntime packages")
+            return self.model
+        try:
+            return OnnxModel(self.model, threads)
+        except Exception as error:  # an architecture the exporter cannot take: torch still predicts
+            if engine == "onnx":
+                raise
+            log.warning("ONNX export failed (%s); predicting with torch", error)
+            return self.model
+
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", **options: Any) -> "Segmenter":
-        """Load a checkpoint; ``options`` are ``tile_size``, ``overlap`` and ``batch_size``."""
+        """Load a checkpoint; ``options`` are those of the constructor after ``device``."""
         from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
@@ -67,7 +100,7 @@ class Segmenter:
     def logits_batch(self, x: torch.Tensor, sigma: float = SIGMA_MIN) -> torch.Tensor:
         """(B, C, H, W) normalised input → (B, K, H, W) mask logits."""
         x, (h, w) = pad_to_multiple(x.to(self.device), self.model.unet_config.downsample_factor)
-        _, logits = self.model(x, sigma)
+        _, logits = self.forward(x, sigma)
         return logits[..., :h, :w]
 
     def logits(self, image: np.ndarray, sigma: float = SIGMA_MIN) -> torch.Tensor:
@@ -77,7 +110,7 @@ class Segmenter:
         if self.tile_size is None or (h <= self.tile_size and w <= self.tile_size):
             return self.logits_batch(x[None], sigma)[0]
         return predict_logits_tiled(
-            self.model, x, self.tile_size, self.overlap, self.batch_size, sigma=sigma, device=self.device
+            self.forward, x, self.tile_size, self.overlap, self.batch_size, sigma=sigma, device=self.device
         )
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ an image already normalised as a whole (``model_input``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -125,7 +125,7 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 @torch.inference_mode()
 def predict_logits_tiled(
-    model: nn.Module,
+    model: nn.Module | Callable[..., tuple[torch.Tensor, torch.Tensor]],
     x: torch.Tensor,
     tile: int = 512,
     overlap: int = 64,
@@ -135,14 +135,15 @@ def predict_logits_tiled(
 ) -> torch.Tensor:
     """Blended mask logits (K, H, W) float32 of a normalised (C, H, W) image.
 
-    ``model`` is a :class:`HybridSegModel` in eval mode; ``device`` defaults to
-    the model's. ``tile`` is rounded down to the model's downsample factor.
+    ``model`` is a :class:`HybridSegModel` in eval mode, or anything called like
+    one (an ``OnnxModel``); ``device`` defaults to the model's (the CPU for a
+    model without parameters). ``tile`` is rounded down to the model's downsample factor.
     Memory: the (K, H, W) result plus one batch of ``batch_size`` tiles
     through the network; ``x`` itself may stay on the CPU.
     """
     if x.ndim != 3:
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(x.shape)}")
-    param = next(model.parameters())
+    param = next(model.parameters()) if isinstance(model, nn.Module) else torch.zeros(())
     device = param.device if device is None else torch.device(device)
     factor = model.unet_config.downsample_factor
     tile = max(factor, tile // factor * factor)

@@ -141,8 +141,8 @@ def test_normalisation_is_global_not_per_tile():
     """Through the Segmenter, tiles are cut from the image normalised as a whole."""
     model = BlockLocal()
     image = textured((300, 260, 3))
-    tiled = Segmenter(model, {}, "cpu", tile_size=128, overlap=32).probabilities(image)
-    whole = Segmenter(model, {}, "cpu", tile_size=None).probabilities(image)
+    tiled = Segmenter(model, {}, "cpu", tile_size=128, overlap=32, engine="torch").probabilities(image)
+    whole = Segmenter(model, {}, "cpu", tile_size=None, engine="torch").probabilities(image)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
@@ -199,7 +199,7 @@ def test_image_within_a_tile_is_predicted_whole(monkeypatch):
     monkeypatch.setattr("napari_hybridseg.model.inference.predict_logits_tiled",
                         lambda *a, **k: calls.append(1) or tiling.predict_logits_tiled(*a, **k))
     model = tiny_model()
-    segmenter = Segmenter(model, model_metadata(model), "cpu", tile_size=128)
+    segmenter = Segmenter(model, model_metadata(model), "cpu", tile_size=128, engine="torch")
     image = textured((128, 100, 3))
     x = torch.from_numpy(model_input(image, 3))
     torch.testing.assert_close(segmenter.logits(image), whole_logits(model, x))

@@ -1,0 +1,133 @@
+"""The model's forward pass run by ONNX Runtime: faster inference on the CPU.
+
+On a small CPU, ONNX Runtime's convolutions run this U-Net 1.4–2× faster than
+PyTorch's (``python -m training.bench_speed``). :class:`OnnxModel` is called
+exactly like :class:`HybridSegModel` for inference, ``(x, σ) → (denoised,
+logits)``, so tiling, prediction and scoring take either.
+
+The model is exported once per set of weights and cached on disk (keyed by a
+hash of the weights and the exporter's version), so opening a project again
+does not pay for the export. The cache holds ONNX graphs this package wrote
+itself; ONNX is protobuf data, never pickled code, and a cached file that does
+not load is exported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path
+from .precond import HybridSegModel
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+CACHE_ENV = "HYBRIDSEG_CACHE"
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_cache_dir() -> Path:
+    """``$HYBRIDSEG_CACHE``, else ``$XDG_CACHE_HOME/napari-hybridseg`` (``~/.cache/napari-hybridseg``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "napari-hybridseg"
+
+
+def weights_key(model: HybridSegModel) -> str:
+    """A hash of everything the exported graph depends on: weights, architecture, exporter."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([model.unet_config.to_dict(), model.image_channels, model.n_classes,
+                              model.sigma_data, torch.__version__, OPSET]).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def export_onnx(model: HybridSegModel) -> bytes:
+    """The inference graph: inputs ``x`` (B, C, H, W) and ``sigma`` (B,), outputs ``denoised`` and ``logits``."""
+    model = model.eval()
+    factor = model.unet_config.downsample_factor
+    x = torch.zeros(1, model.image_channels, 2 * factor, 2 * factor)
+    sigma = torch.ones(1)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        torch.onnx.export(
+            model, (x, sigma), buffer, dynamo=False, opset_version=OPSET,
+            input_names=["x", "sigma"], output_names=["denoised", "logits"],
+            dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"}, "sigma": {0: "batch"}},
+        )
+    return buffer.getvalue()
+
+
+class OnnxModel:
+    """A :class:`HybridSegModel` for inference on the CPU through ONNX Runtime.
+
+    ``threads`` is ONNX Runtime's intra-op thread count (default: torch's current
+    setting, which is per OS thread); its threads sleep rather than spin when idle,
+    so a background prediction leaves the other core to the viewer.
+    """
+
+    def __init__(self, model: HybridSegModel, threads: int | None = None, cache_dir: Path | None = ...):
+        import onnxruntime as ort
+
+        self.image_channels = model.image_channels
+        self.n_classes = model.n_classes
+        self.sigma_data = model.sigma_data
+        self.unet_config = model.unet_config
+        self.threads = max(1, threads or torch.get_num_threads())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        cache_dir = default_cache_dir() if cache_dir is ... else cache_dir
+        graph = self._cached_graph(model, cache_dir)
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # a damaged cache file: export afresh
+            log.warning("cached ONNX graph does not load (%s); exporting again", error)
+            graph = self._cached_graph(model, cache_dir, refresh=True)
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def _cached_graph(model: HybridSegModel, cache_dir: Path | None, refresh: bool = False) -> bytes:
+        if cache_dir is None:
+            return export_onnx(model)
+        path = Path(cache_dir) / f"{weights_key(model)}.onnx"
+        if path.is_file() and not refresh:
+            return path.read_bytes()
+        graph = export_onnx(model)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(graph)
+        except OSError as error:  # a read-only or full cache only costs the export next time
+            log.info("could not cache the ONNX graph in %s: %s", cache_dir, error)
+        return graph
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.device.type != "cpu":
+            raise ValueError("OnnxModel runs on the CPU; use the torch model on a GPU")
+        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        denoised, logits = self.session.run(
+            None, {"x": x.detach().float().contiguous().numpy(), "sigma": sigma.contiguous().numpy()}
+        )
+        return torch.from_numpy(denoised), torch.from_numpy(logits)
