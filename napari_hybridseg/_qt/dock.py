@@ -346,6 +346,9 @@ class HybridSegDock(QWidget):
             self._refresh_list()
             return
         self.key = self.session.go(key)
+        stale = self.session.is_stale(key)
+        if stale:  # first, so the model works on the other core while napari builds the layers
+            self._predict_in_background(key)
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
         if IMAGE_LAYER in self.viewer.layers and self.viewer.layers[IMAGE_LAYER].rgb == rgb:
             self.viewer.layers[IMAGE_LAYER].data = image
@@ -355,13 +358,12 @@ class HybridSegDock(QWidget):
             self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb)
             if MASK_LAYER in self.viewer.layers:  # keep the mask above the image
                 self.viewer.layers.move(self.viewer.layers.index(MASK_LAYER), len(self.viewer.layers))
-        if not self.session.is_stale(key):
+        if not stale:
             mask, origin = self.session.mask_for(key)
             self._show_mask(key, mask, origin)
-        else:
+        else:  # the prediction arrives through the event loop, so after this placeholder
             self._set_mask(np.zeros(image.shape[:2], dtype=MASK_DTYPE), editable=False)
             self._refresh_list()
-            self._predict_in_background(key)
         self._request_map()
 
     def _predict_in_background(self, key: str) -> None:

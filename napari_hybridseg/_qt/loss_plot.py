@@ -1,28 +1,47 @@
-"""A small live plot of the training loss."""
+"""A small live plot of the training loss.
+
+matplotlib is imported when the first refinement starts, not with the dock:
+it would add about a second to napari's start-up before the first prediction.
+"""
 
 from __future__ import annotations
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+HEIGHT = 170
 
 
 class LossPlot(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.canvas = None
+        self.placeholder = QLabel("The loss curve appears here while the model refines.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setFixedHeight(HEIGHT)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self.placeholder)
+
+    def _ensure_canvas(self) -> None:
+        if self.canvas is not None:
+            return
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
         self.figure = Figure(figsize=(3.2, 1.8), dpi=90, tight_layout=True)
         self.figure.patch.set_alpha(0.0)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.canvas.setFixedHeight(170)
+        self.canvas.setFixedHeight(HEIGHT)
         self.axes = self.figure.add_subplot(111)
         (self.line,) = self.axes.plot([], [], color="#f0a030", lw=1.5)
         self._style()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-        self.steps: list[int] = []
-        self.losses: list[float] = []
+        self._layout.replaceWidget(self.placeholder, self.canvas)
+        self.placeholder.hide()
 
     def _style(self) -> None:
         ax = self.axes
@@ -34,11 +53,13 @@ class LossPlot(QWidget):
         ax.set_ylabel("loss", color="#aaaaaa", fontsize=7)
 
     def clear(self) -> None:
+        self._ensure_canvas()
         self.steps, self.losses = [], []
         self.line.set_data([], [])
         self.canvas.draw_idle()
 
     def add(self, step: int, loss: float) -> None:
+        self._ensure_canvas()
         self.steps.append(step)
         self.losses.append(loss)
         self.line.set_data(self.steps, self.losses)
