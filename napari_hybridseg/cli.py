@@ -40,6 +40,8 @@ def _add_train(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
     g.add_argument("--crop", type=int, default=128, help="crop size in pixels")
     g.add_argument("--lr", type=float, default=lr)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--invert-probability", type=float, default=0.0,
+                   help="share of training crops with inverted intensities (bright-on-dark ↔ dark-on-bright)")
     g.add_argument("--log", type=Path, help="write the training log here as JSON lines")
 
 
@@ -152,7 +154,8 @@ def _train_config(args: argparse.Namespace, log_every: int):
     from .learn.train import TrainConfig
 
     return TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, crop_size=args.crop, lr=args.lr, seed=args.seed, log_every=log_every
+        steps=args.steps, batch_size=args.batch_size, crop_size=args.crop, lr=args.lr, seed=args.seed, log_every=log_every,
+        invert_probability=args.invert_probability,
     )
 
 

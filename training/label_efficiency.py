@@ -65,11 +65,12 @@ class Budget:
     max_test_images: int | None = None
     base_channels: int = 16
     clean_fraction: float = 0.25  # share of each hybrid pretraining batch at σ_min
+    invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
 
     @property
     def hybrid_tag(self) -> str:
         """Names the hybrid pretraining setting in file names and records."""
-        return f"clean{self.clean_fraction:g}"
+        return f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
 
     def pretrain_steps_for(self, pair: Pair) -> int:
         return self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"])
@@ -154,7 +155,8 @@ def pretrained_checkpoint(work: Path, pair: Pair, method: str, budget: Budget, t
     out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{name}.safetensors"
     if not out.exists():
         started = time.perf_counter()
-        hybrid_args = ["--clean-fraction", str(budget.clean_fraction)] if method == "hybrid" else []
+        hybrid_args = ["--clean-fraction", str(budget.clean_fraction),
+                       "--invert-probability", str(budget.invert_probability)] if method == "hybrid" else []
         rc = cli([
             "pretrain", "--data", str(pair.root), "--domain", pair.source, "--split", pair.source_split,
             "--method", method, *hybrid_args, "--steps", str(budget.pretrain_steps_for(pair)),
@@ -409,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-labels", type=int, nargs="+")
     p.add_argument("--clean-fraction", type=float,
                    help=f"share of each hybrid pretraining batch at σ_min (default {FULL.clean_fraction})")
+    p.add_argument("--invert-probability", type=float,
+                   help="share of hybrid pretraining crops with inverted intensities (default 0)")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
     p.add_argument("--unlabelled-share", type=float, default=0.0)
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
@@ -421,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     budget = QUICK if args.quick else FULL
-    overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction}
-    budget = replace(budget, **{k: v for k, v in overrides.items() if v})
+    overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
+                 "invert_probability": args.invert_probability}
+    budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")

@@ -1,4 +1,4 @@
-"""Random training crops with flips and right-angle rotations."""
+"""Random training crops with flips and right-angle rotations, optionally intensity-inverted."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ class CropSampler:
     Images are normalised once (float16 to save memory); crops are taken at
     random positions, images smaller than the crop are reflect-padded.
     Samples without labels yield masks of IGNORE_INDEX.
+
+    ``invert_probability``: the share of crops whose intensities are inverted
+    (the normalised image negated), so that a model pretrained on bright
+    objects on a dark ground (fluorescence) also sees dark objects on a bright
+    one (stained histology, brightfield).
     """
 
     def __init__(
@@ -26,11 +31,15 @@ class CropSampler:
         crop_size: int = 128,
         sigma_data: float = 0.5,
         seed: int = 0,
+        invert_probability: float = 0.0,
     ):
+        if not 0.0 <= invert_probability <= 1.0:
+            raise ValueError("invert_probability must lie in [0, 1]")
         if not samples:
             raise ValueError("no images to train on")
         self.model_channels = model_channels
         self.crop_size = crop_size
+        self.invert_probability = invert_probability
         self.rng = np.random.default_rng(seed)
         self.images = []
         self.masks = []
@@ -68,6 +77,8 @@ class CropSampler:
         img, msk = np.rot90(img, k, axes=(1, 2)), np.rot90(msk, k)
         if self.rng.random() < 0.5:
             img, msk = img[:, :, ::-1], msk[:, ::-1]
+        if self.invert_probability and self.rng.random() < self.invert_probability:
+            img = -img  # images are zero-mean after normalisation: negating inverts them
         return expand_channels(img, self.model_channels), msk
 
     def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,6 +70,7 @@ def finetune(
         n_classes=tuned.n_classes,
         crop_size=train_config.crop_size,
         sigma_data=tuned.sigma_data,
+        invert_probability=train_config.invert_probability,
     )
     labelled_crops = CropSampler(labelled, seed=train_config.seed, **sampler_args)
     n_unlabelled = int(round(config.unlabelled_share * train_config.batch_size)) if unlabelled else 0

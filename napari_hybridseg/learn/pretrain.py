@@ -69,6 +69,7 @@ def pretrain(
         crop_size=train_config.crop_size,
         sigma_data=model_config.sigma_data,
         seed=train_config.seed + 7919 * rank,
+        invert_probability=train_config.invert_probability,
     )
     trained = wrap(model) if wrap is not None else model
     loss = HybridLoss(loss_config, sigma_data=model_config.sigma_data)

@@ -34,6 +34,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 10
+    invert_probability: float = 0.0  # share of training crops with inverted intensities (see CropSampler)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -422,6 +422,24 @@ def test_crop_sampler_single_channel_model():
     assert images.shape == (3, 1, 16, 16) and masks.shape == (3, 16, 16)
 
 
+@pytest.mark.parametrize("probability", [0.0, 0.5, 1.0])
+def test_crop_sampler_inverts_the_share_of_crops_asked_for(probability):
+    """A bright square on a dark ground: inverted crops show it darker than the ground."""
+    image = np.full((48, 48), 20, np.uint8)
+    image[8:40, 8:40] = 220
+    labels = (image > 100).astype(np.uint8)
+    sampler = CropSampler([Sample("square", image, labels)], 1, 2, crop_size=24, seed=3, invert_probability=probability)
+    images, masks = sampler.batch(200)
+    both = [(img[0], m) for img, m in zip(images, masks) if 0 < int(m.sum()) < m.numel()]
+    inverted = np.mean([float(img[m == 1].mean()) < float(img[m == 0].mean()) for img, m in both])
+    assert abs(inverted - probability) < 0.12
+
+
+def test_crop_sampler_refuses_an_inversion_share_outside_0_1():
+    with pytest.raises(ValueError, match="invert_probability"):
+        CropSampler([Sample("s", np.zeros((8, 8), np.uint8), None)], 1, 2, crop_size=8, invert_probability=1.5)
+
+
 def test_crop_sampler_unlabelled_samples_give_ignore_masks():
     image = np.random.default_rng(2).integers(0, 255, (12, 20)).astype(np.uint8)
     sampler = CropSampler([Sample("u", image, None)], model_channels=1, n_classes=3, crop_size=16, seed=1)
