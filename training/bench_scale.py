@@ -37,14 +37,14 @@ def _synthetic_image(size: int) -> np.ndarray:
     return np.tile(tile, (reps, reps, 1))[:size, :size]
 
 
-def predict_big(size: int, threads: int) -> dict:
+def predict_big(size: int, threads: int, engine: str = "auto") -> dict:
     import torch
 
     from napari_hybridseg.model.inference import Segmenter
     from napari_hybridseg.resources import default_model_path
 
     torch.set_num_threads(threads)
-    segmenter = Segmenter.from_checkpoint(default_model_path())
+    segmenter = Segmenter.from_checkpoint(default_model_path(), engine=engine)
     image = _synthetic_image(size)
     base_rss = _peak_rss_gb()
     times = []
@@ -52,7 +52,7 @@ def predict_big(size: int, threads: int) -> dict:
         start = time.perf_counter()
         segmenter.predict(image)
         times.append(time.perf_counter() - start)
-    return {"size": size, "seconds": times, "median_s": float(np.median(times)),
+    return {"size": size, "engine": type(segmenter.forward).__name__, "seconds": times, "median_s": float(np.median(times)),
             "peak_rss_gb": _peak_rss_gb(), "rss_before_predict_gb": base_rss}
 
 
@@ -85,23 +85,25 @@ def open_project(n_images: int) -> dict:
             "navigate_step_ms_p50": 1e3 * float(np.median(steps)), "navigate_step_ms_max": 1e3 * float(np.max(steps))}
 
 
-def score_images(n_images: int, threads: int) -> dict:
+def score_images(n_images: int, threads: int, engine: str = "auto") -> dict:
+    """The plugin's ranking: the scorer runs on the segmenter's engine, as in ``AnnotationSession``."""
     import torch
 
     from napari_hybridseg.annotation import RANKING_SCORER
-    from napari_hybridseg.learn.acquisition import DisagreementScorer
-    from napari_hybridseg.model.checkpoint import load_checkpoint
-    from napari_hybridseg.resources import default_model_path
     from napari_hybridseg.data.synthetic import make_sample
+    from napari_hybridseg.learn.acquisition import DisagreementScorer
+    from napari_hybridseg.model.inference import Segmenter
+    from napari_hybridseg.resources import default_model_path
 
     torch.set_num_threads(threads)
-    model, _ = load_checkpoint(default_model_path())
-    scorer = DisagreementScorer(model, "bench", **RANKING_SCORER)
+    segmenter = Segmenter.from_checkpoint(default_model_path(), engine=engine)
+    scorer = DisagreementScorer(segmenter.forward, "bench", **RANKING_SCORER)
     images = [(f"img{i}", make_sample(i, (256, 256))[0]) for i in range(n_images)]
     start = time.perf_counter()
     for _ in scorer.score_many(images):
         pass
-    return {"n_images": n_images, "seconds": time.perf_counter() - start, "settings": RANKING_SCORER}
+    return {"n_images": n_images, "engine": type(segmenter.forward).__name__, "seconds": time.perf_counter() - start,
+            "settings": RANKING_SCORER}
 
 
 def refine_images(n_accepted: int, threads: int) -> dict:
@@ -147,21 +149,30 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "threads": args.threads,
         "predict": [_in_child("predict_big", size=s, threads=args.threads) for s in (1024, 2048)],
+        "predict_torch_2048": _in_child("predict_big", size=2048, threads=args.threads, engine="torch"),
         "projects": [_in_child("open_project", n_images=n) for n in (100, 1000)],
         "scoring": [_in_child("score_images", n_images=n, threads=args.threads) for n in (25, 50, 100)],
+        "scoring_torch_100": _in_child("score_images", n_images=100, threads=args.threads, engine="torch"),
         "refining": [_in_child("refine_images", n_accepted=n, threads=1) for n in (5, 20, 80)],
     }
     results["scoring_linearity"] = _linearity(results["scoring"], "n_images")
+    results["scoring_speedup_over_torch"] = results["scoring_torch_100"]["seconds"] / results["scoring"][-1]["seconds"]
     write_json("scale", results)
 
     rows = [[f"predict {r['size']}² (tiled, median of {REPEATS})", f"{r['median_s']:.2f} s", f"peak RSS {r['peak_rss_gb']:.2f} GB",
              "≤ 3 s, ≤ 1.5 GB" if r["size"] == 2048 else ""] for r in results["predict"]]
+    baseline = results["predict_torch_2048"]
+    rows += [["the same 2048², through torch (baseline)", f"{baseline['median_s']:.2f} s",
+              f"ONNX Runtime is {baseline['median_s'] / results['predict'][-1]['median_s']:.2f}× faster", ""]]
     rows += [[f"open a project of {r['n_images']} images", f"create {r['create_s']:.2f} s, reopen {r['reopen_s']:.2f} s",
               f"navigate p50 {r['navigate_step_ms_p50']:.1f} ms, max {r['navigate_step_ms_max']:.1f} ms",
               "≤ 2 s" if r["n_images"] == 1000 else ""] for r in results["projects"]]
     rows += [[f"score {r['n_images']} images of 256² (S = {r['settings']['samples']}, 128² crop)", f"{r['seconds']:.1f} s",
               f"{1e3 * r['seconds'] / r['n_images']:.0f} ms per image", "100 in ≤ 20 s" if r["n_images"] == 100 else ""]
              for r in results["scoring"]]
+    torch_row = results["scoring_torch_100"]
+    rows += [[f"the same, 100 images, through torch (baseline)", f"{torch_row['seconds']:.1f} s",
+              f"ONNX Runtime is {results['scoring_speedup_over_torch']:.2f}× faster", ""]]
     rows += [[f"refine on {r['n_accepted']} accepted images ({r['steps']} steps, 1 thread)", f"{r['seconds']:.1f} s", "", ""]
              for r in results["refining"]]
     table = markdown_table(["measurement", "time", "detail", "goal"], rows)
