@@ -378,6 +378,7 @@ class HybridSegDock(QWidget):
         if key != self.key:
             return  # the user has moved on
         self._set_mask(mask, editable=True)
+        self.loss_plot.warm_up()
         where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
                  "predicted": f"prediction of {self.session.version_label()}"}[origin]
         self.status.setText(f"{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
