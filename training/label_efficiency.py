@@ -413,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"share of each hybrid pretraining batch at σ_min (default {FULL.clean_fraction})")
     p.add_argument("--invert-probability", type=float,
                    help="share of hybrid pretraining crops with inverted intensities (default 0)")
+    p.add_argument("--base-channels", type=int,
+                   help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
     p.add_argument("--unlabelled-share", type=float, default=0.0)
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
@@ -426,13 +428,16 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
-                 "invert_probability": args.invert_probability}
+                 "invert_probability": args.invert_probability, "base_channels": args.base_channels}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
     work.mkdir(parents=True, exist_ok=True)
+    recorded = work / "budget.json"
+    if recorded.exists() and json.loads(recorded.read_text()).get("base_channels") != budget.base_channels:
+        p.error(f"{work} holds models of another width; give each --base-channels its own --work folder")
     (work / "budget.json").write_text(json.dumps(asdict(budget), indent=1) + "\n")
 
     records = Records(work / "records.jsonl") if args.report_only else run(
