@@ -52,6 +52,7 @@ class AnnotationSession:
         self.device = resolve_device(device)
         self.scoring = dict(scoring)
         self._segmenters: dict[str | None, Segmenter] = {}
+        self._segmenter_lock = threading.Lock()  # workers share one segmenter (and one ONNX export) per version
         # (model version, whole image?) → scorer; only the active version's are kept
         self._scorers: dict[tuple[str | None, bool], DisagreementScorer] = {}
         self._scorer_lock = threading.Lock()
@@ -67,10 +68,11 @@ class AnnotationSession:
 
     def segmenter(self, version: str | None = ...) -> Segmenter:
         version = self.active_version if version is ... else version
-        if version not in self._segmenters:
-            model, meta = load_checkpoint(self.store.model_path(version))
-            self._segmenters = {version: Segmenter(model, meta, self.device)}  # keep one model in memory
-        return self._segmenters[version]
+        with self._segmenter_lock:
+            if version not in self._segmenters:
+                model, meta = load_checkpoint(self.store.model_path(version))
+                self._segmenters = {version: Segmenter(model, meta, self.device)}  # keep one model in memory
+            return self._segmenters[version]
 
     def set_active(self, version: str | None) -> None:
         """Roll back or forward to any registered version (None: the shipped model)."""
