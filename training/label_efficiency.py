@@ -307,17 +307,23 @@ def methods_present(cells: dict[tuple, Any], arms: Iterable[str]) -> list[str]:
     return [m for m in arms if m in present] + sorted(present - set(arms))
 
 
-def report_rows(rows: list[dict[str, Any]], protocol: str, variant: Variant, hybrid_tag: str) -> list[dict[str, Any]]:
-    """The records of one report. Hybrid runs from another pretraining setting than ``hybrid_tag``
-    are kept as their own arm, ``hybrid@<setting>``, so the table compares the settings paired."""
-    selected = []
+def report_rows(
+    rows: list[dict[str, Any]], protocol: str, variant: Variant, hybrid_tag: str
+) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """The records of one report per pair, with the hybrid pretraining setting shown as ``hybrid``:
+    ``hybrid_tag``, or the most-run setting where that one has not run on the pair yet. Hybrid runs
+    of other settings are kept as their own arm, ``hybrid@<setting>``, compared paired."""
+    by_pair: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["protocol"] != protocol or r["variant"] != variant.tag:
-            continue
-        if r["method"] == "hybrid" and r["pretrain"] != hybrid_tag:
-            r = {**r, "method": f"hybrid@{r['pretrain']}"}
-        selected.append(r)
-    return selected
+        if r["protocol"] == protocol and r["variant"] == variant.tag:
+            by_pair.setdefault(r["pair"], []).append(r)
+    out = {}
+    for pair, pair_rows in by_pair.items():
+        tags = [r["pretrain"] for r in pair_rows if r["method"] == "hybrid"]
+        shown = hybrid_tag if hybrid_tag in tags or not tags else max(set(tags), key=tags.count)
+        out[pair] = (shown, [{**r, "method": f"hybrid@{r['pretrain']}"} if r["method"] == "hybrid" and r["pretrain"] != shown
+                             else r for r in pair_rows])
+    return out
 
 
 def plot_pair(rows: list[dict[str, Any]], title: str, path: Path) -> None:
@@ -363,25 +369,23 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
 
 def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, arms: list[str], args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
-    rows = report_rows(records.rows, protocol, variant, hybrid_tag)
-    by_pair: dict[str, list[dict]] = {}
-    for r in rows:
-        by_pair.setdefault(r["pair"], []).append(r)
+    by_pair = report_rows(records.rows, protocol, variant, hybrid_tag)
+    rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     out = []
     sections = []
     pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
-    for pair_name, pair_rows in by_pair.items():
+    for shown_tag, pair_rows in by_pair.values():
         first = pair_rows[0]
         out.append({
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
-            "finetune": variant.tag, "command": args_line, "machine": info,
+            "finetune": variant.tag, "hybrid_pretraining": shown_tag, "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
         })
         plot = results_dir / f"{section}_{first['target']}.png"
         plot_pair(pair_rows, f"{first['source']} → {first['target']}", plot)
         sections.append(f"### {first['source']} → {first['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
-                        + pair_markdown(pair_rows, arms))
+                        f"Hybrid pretraining: {shown_tag}.\n\n" + pair_markdown(pair_rows, arms))
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / f"{section}.json"
     json_path.write_text(json.dumps(out, indent=1) + "\n")
@@ -389,7 +393,7 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
     timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
               f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
     body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
-        + f"Hybrid pretraining: {hybrid_tag} (`hybrid@<setting>` columns are other settings, for comparison).  \n" \
+        + "`hybrid@<setting>` columns are hybrid pretraining with another setting, for comparison.  \n" \
         + f"Command: `{args_line}`  \nMachine: {report.machine_line(info)}  \n" \
         + f"Results: `{json_path.relative_to(results_dir.parent.parent)}`"
     report.update_section(section, body, benchmarks_md)
