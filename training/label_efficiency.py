@@ -257,6 +257,8 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
         ids = [s.id for s in target.pool]
         chosen = set(choose_subset(ids, n, seed))
         labelled = [s for s in target.pool if s.id in chosen]
+        if method != "forest":  # pretrain first (scratch borrows hybrid's architecture): its time is counted apart
+            pretrained_checkpoint(work, pair, method if method in PRETRAINED else "hybrid", budget, threads)
         started = time.perf_counter()
         scores = fit_and_score(
             method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, budget, threads), budget, variant, seed

@@ -39,6 +39,7 @@ def _read_until(proc: subprocess.Popen, first_word: str) -> list[str]:
             return lines
 
 
+@pytest.mark.timeout(1800)  # 24 fresh Python processes: minutes on a busy 2-core machine; the default guards hangs
 def test_sigkill_during_saves_and_fine_tunes_loses_nothing_acknowledged(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
