@@ -23,7 +23,8 @@ from .export import ExportItem
 from .learn.acquisition import DisagreementScorer
 from .learn.finetune import FinetuneConfig, default_finetune_train_config
 from .learn.refine import RefineJob, RefineResult
-from .model.checkpoint import load_checkpoint
+from .learn.refine_process import run_in_child_process
+from .model.checkpoint import load_checkpoint, read_metadata
 from .model.inference import Segmenter, resolve_device
 from .project import ProjectStore
 
@@ -47,8 +48,10 @@ class ScoringProgress(NamedTuple):
 
 class AnnotationSession:
     def __init__(self, store: ProjectStore, device: str | torch.device = "auto",
-                 scoring: Mapping[str, Any] = RANKING_SCORER):
+                 scoring: Mapping[str, Any] = RANKING_SCORER, refine_in_child_process: bool = True):
         self.store = store
+        #: train in a child process (see learn.refine_process), so the viewer keeps Python's GIL and the CPU
+        self.refine_in_child_process = refine_in_child_process
         self.device = resolve_device(device)
         self.scoring = dict(scoring)
         self._segmenters: dict[str | None, Segmenter] = {}
@@ -56,6 +59,7 @@ class AnnotationSession:
         # (model version, whole image?) → scorer; only the active version's are kept
         self._scorers: dict[tuple[str | None, bool], DisagreementScorer] = {}
         self._scorer_lock = threading.Lock()
+        self._trained_on: dict[str, frozenset[str]] = {}
 
     # -- models -----------------------------------------------------------------------
     @property
@@ -70,8 +74,9 @@ class AnnotationSession:
         version = self.active_version if version is ... else version
         with self._segmenter_lock:
             if version not in self._segmenters:
-                model, meta = load_checkpoint(self.store.model_path(version))
-                self._segmenters = {version: Segmenter(model, meta, self.device)}  # keep one model in memory
+                path = self.store.model_path(version)
+                model, meta = load_checkpoint(path)
+                self._segmenters = {version: Segmenter(model, meta, self.device, checkpoint=path)}  # one in memory
             return self._segmenters[version]
 
     def set_active(self, version: str | None) -> None:
@@ -105,6 +110,17 @@ class AnnotationSession:
         keys = self.keys()
         index = keys.index(self.current()) + delta
         return self.go(keys[max(0, min(len(keys) - 1, index))])
+
+    def prefetch_keys(self) -> list[str]:
+        """The images the user is likely to open after the current one (next, suggested, previous) whose
+        mask would have to be predicted first: predicting them ahead makes that navigation instant."""
+        keys = self.keys()
+        if not keys:
+            return []
+        key = self.current()
+        index = keys.index(key)
+        likely = [keys[min(index + 1, len(keys) - 1)], self.suggest_next(), keys[max(index - 1, 0)]]
+        return [k for k in dict.fromkeys(likely) if k is not None and k != key and self.is_stale(k)]
 
     def unaccepted_keys(self) -> list[str]:
         return [key for key in self.keys() if self.store.record(key).state != "accepted"]
@@ -234,7 +250,10 @@ class AnnotationSession:
             record = self.store.record(key)
             if record.state == "accepted" or record.prediction_model == EDITED:
                 continue  # accepted or edited meanwhile: never overwrite the user's work
-            self.predict(key, version)
+            try:
+                self.predict(key, version)
+            except (OSError, ValueError):
+                continue  # gone or unreadable: it stays stale, and opening it says why
             yield key
 
     # -- refinement --------------------------------------------------------------------
@@ -243,11 +262,14 @@ class AnnotationSession:
         return {**REFINE_DEFAULTS, **self.store.settings}
 
     def trained_on(self) -> set[str]:
-        """Accepted images the active model was fine-tuned on."""
-        if self.active_version is None:
+        """Accepted images the active model was fine-tuned on (from its checkpoint's header: no weights load)."""
+        version = self.active_version
+        if version is None:
             return set()
-        rounds = self.segmenter().metadata.get("finetuning") or []
-        return set(rounds[-1]["labelled_ids"]) if rounds else set()
+        if version not in self._trained_on:
+            rounds = read_metadata(self.store.model_path(version)).get("finetuning") or []
+            self._trained_on[version] = frozenset(rounds[-1]["labelled_ids"]) if rounds else frozenset()
+        return set(self._trained_on[version])
 
     def new_since_refine(self) -> int:
         return len(set(self.store.accepted_keys()) - self.trained_on())
@@ -271,6 +293,10 @@ class AnnotationSession:
             threads = 1 if self.device.type == "cpu" else None
         return RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),
                          device=self.device, threads=threads, parent_version=self.active_version)
+
+    def run_refine(self, job: RefineJob) -> RefineResult:
+        """Train ``job`` (call from a worker thread), in a child process when ``refine_in_child_process``."""
+        return run_in_child_process(job) if self.refine_in_child_process else job.run()
 
     def finish_refine(self, job: RefineJob, result: RefineResult) -> str | None:
         """Register and activate a successful result; returns the new version (or None)."""

@@ -51,3 +51,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_session(tiny_sample_root, tiny_checkpoint, tmp_path):
+    """An AnnotationSession on a copy of the tiny sample's six 64² images, the tiny checkpoint active (v0001)."""
+    import shutil
+
+    from napari_hybridseg.annotation import AnnotationSession
+    from napari_hybridseg.project import ProjectStore
+
+    folder = tmp_path / "images"
+    shutil.copytree(tiny_sample_root / "synth" / "images", folder)
+    session = AnnotationSession(ProjectStore.open(folder, tmp_path / "project"), "cpu")
+    assert session.import_checkpoint(tiny_checkpoint) == "v0001"
+    return session

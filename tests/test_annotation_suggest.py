@@ -6,16 +6,11 @@ import torch
 
 from napari_hybridseg.annotation import RANKING_SCORER, AnnotationSession
 from napari_hybridseg.model.checkpoint import load_checkpoint
-from napari_hybridseg.project import ProjectStore
 
 
 @pytest.fixture
-def session(tiny_sample_root, tiny_checkpoint, tmp_path) -> AnnotationSession:
-    """Six 64² synthetic images, the tiny checkpoint active (v0001)."""
-    store = ProjectStore.open(tiny_sample_root / "synth" / "images", tmp_path / "project")
-    session = AnnotationSession(store, "cpu")
-    assert session.import_checkpoint(tiny_checkpoint) == "v0001"
-    return session
+def session(tiny_session) -> AnnotationSession:
+    return tiny_session
 
 
 def score_all(session: AnnotationSession) -> dict[str, float]:

@@ -3,6 +3,7 @@ label next what the model is least sure about."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +52,18 @@ def _predict_mask(session: AnnotationSession, key: str):
 
 
 def _refine_and_register(session: AnnotationSession, job):
-    """Train, then save and register the new version, all off the GUI thread."""
-    result = job.run()
-    return result, session.finish_refine(job, result)
+    """Train (in a child process), register the new version and load it for prediction, all off the GUI thread."""
+    result = session.run_refine(job)
+    version = session.finish_refine(job, result)
+    if version is not None:
+        _one_torch_thread()
+        session.segmenter(version)
+    return result, version
 
 
-def _refresh_all(session: AnnotationSession):
+def _refresh_all(session: AnnotationSession, keys: list[str] | None = None):
     _one_torch_thread()
-    yield from session.refresh_predictions()
+    yield from session.refresh_predictions(keys)
 
 
 def _score_unaccepted(session: AnnotationSession):
@@ -69,6 +74,20 @@ def _score_unaccepted(session: AnnotationSession):
 def _disagreement_map(session: AnnotationSession, key: str):
     _one_torch_thread()
     return key, session.disagreement_map(key)
+
+
+def _freeze_startup_objects() -> None:
+    """Exempt everything alive now (napari, Qt, torch: millions of objects) from Python's cyclic garbage
+    collector. Otherwise each full collection walks all of them, holding the GIL for 100–200 ms: a
+    visible freeze whichever thread triggers it. Objects made later are still collected. Once per
+    process (``gc.get_freeze_count`` itself walks the frozen objects, so it is no cheap test)."""
+    global _startup_frozen
+    if not _startup_frozen:
+        gc.freeze()
+        _startup_frozen = True
+
+
+_startup_frozen = False
 
 
 class HybridSegDock(QWidget):
@@ -86,6 +105,7 @@ class HybridSegDock(QWidget):
         self._predict_worker = None
         self._score_worker = None
         self._map_worker = None
+        self._prefetch_worker = None
         self._build_ui()
         self._poll = QTimer(self)
         self._poll.setInterval(150)
@@ -266,14 +286,14 @@ class HybridSegDock(QWidget):
         if self._refine_job is not None:
             self._refine_job.cancel()
         workers = (self._refine_worker, self._refresh_worker, self._predict_worker, self._score_worker,
-                   self._map_worker)
+                   self._map_worker, self._prefetch_worker)
         for worker in workers:
             if worker is not None:
                 worker.quit()
         QThreadPool.globalInstance().waitForDone(60_000)  # napari's workers run in the global pool
         self._poll.stop()
         self._refine_worker = self._refresh_worker = self._predict_worker = self._refine_job = None
-        self._score_worker = self._map_worker = None
+        self._score_worker = self._map_worker = self._prefetch_worker = None
         self.session = None
         self.key = None
 
@@ -316,16 +336,25 @@ class HybridSegDock(QWidget):
 
     # ------------------------------------------------------------------ images
     def _refresh_list(self) -> None:
+        """Show each image's state; items whose text is unchanged are left alone (a rebuild repaints the
+        whole list, about 10 ms of the GUI thread on every navigation)."""
         store = self.session.store
-        current = self.key
+        keys = self.session.keys()
+        listed = [self.image_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.image_list.count())]
         self.image_list.blockSignals(True)
-        self.image_list.clear()
-        for key in self.session.keys():
+        if listed != keys:
+            self.image_list.clear()
+            for key in keys:
+                item = QListWidgetItem()
+                item.setData(Qt.ItemDataRole.UserRole, key)
+                self.image_list.addItem(item)
+        for row, key in enumerate(keys):
             state = store.record(key).state
-            item = QListWidgetItem(f"{STATE_MARKS[state]} {key}  ({state})")
-            item.setData(Qt.ItemDataRole.UserRole, key)
-            self.image_list.addItem(item)
-            if key == current:
+            item = self.image_list.item(row)
+            text = f"{STATE_MARKS[state]} {key}  ({state})"
+            if item.text() != text:
+                item.setText(text)
+            if key == self.key and self.image_list.currentRow() != row:
                 self.image_list.setCurrentItem(item)
         self.image_list.blockSignals(False)
 
@@ -379,10 +408,29 @@ class HybridSegDock(QWidget):
             return  # the user has moved on
         self._set_mask(mask, editable=True)
         self.loss_plot.warm_up()
+        _freeze_startup_objects()
         where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
                  "predicted": f"prediction of {self.session.version_label()}"}[origin]
         self.status.setText(f"{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
         self._refresh_list()
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        """Predict the images the user will likely open next, so that opening them is instant."""
+        if self.session is None or self._prefetch_worker is not None:
+            return
+        keys = self.session.prefetch_keys()
+        if not keys:
+            return
+        worker = create_worker(_refresh_all, self.session, keys)
+        worker.finished.connect(lambda worker=worker: self._prefetch_finished(worker))
+        worker.errored.connect(lambda err: None)  # the image's own prediction reports any fault when it is shown
+        self._prefetch_worker = worker
+        worker.start()
+
+    def _prefetch_finished(self, worker) -> None:
+        if worker is self._prefetch_worker:
+            self._prefetch_worker = None
 
     def _set_mask(self, mask: np.ndarray, editable: bool) -> None:
         # One dtype for every mask: a dtype change makes napari rebuild the layer's GPU node (slow).

@@ -27,7 +27,7 @@ class RefineResult:
     model: HybridSegModel | None
     metadata: dict[str, Any] | None
     history: list[StepLog] = field(default_factory=list)
-    status: str = "done"  # done | cancelled | diverged | out_of_memory
+    status: str = "done"  # done | cancelled | diverged | out_of_memory | crashed | failed
     message: str = ""
     seconds: float = 0.0
 
@@ -57,6 +57,17 @@ class RefineJob:
         self.threads = threads
         self.parent_version = parent_version  # the model version that was active when the job started
         self.updates: queue.Queue[StepLog] = queue.Queue()
+        self._cancel = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For a child process (see :mod:`.refine_process`): the queue and flag stay in this process."""
+        state = self.__dict__.copy()
+        del state["updates"], state["_cancel"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.updates = queue.Queue()
         self._cancel = threading.Event()
 
     def cancel(self) -> None:

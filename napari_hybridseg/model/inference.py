@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -42,6 +44,8 @@ class Segmenter:
     only, faster there; see :mod:`.onnx_engine`) with ``threads`` threads;
     ``auto`` is ``onnx`` on the CPU when ONNX Runtime is installed and exports
     the model, else ``torch``. ``model`` stays the torch module either way.
+    ``checkpoint``, the file the model came from, lets the ONNX export run in a
+    child process rather than hold this one's GIL.
     """
 
     def __init__(
@@ -54,16 +58,17 @@ class Segmenter:
         batch_size: int | None = None,
         engine: Engine = "auto",
         threads: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
     ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.forward = self._forward(engine, threads)
+        self.forward = self._forward(engine, threads, Path(checkpoint) if checkpoint is not None else None)
         self.metadata = metadata
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size if batch_size is not None else (1 if self.device.type == "cpu" else 4)
 
-    def _forward(self, engine: Engine, threads: int | None):
+    def _forward(self, engine: Engine, threads: int | None, checkpoint: Path | None):
         if engine not in ("auto", "torch", "onnx"):
             raise ValueError(f"unknown engine {engine!r}: use auto, torch or onnx")
         if engine == "torch" or (engine == "auto" and self.device.type != "cpu"):
@@ -77,7 +82,7 @@ class Segmenter:
                 raise RuntimeError("the onnx engine needs the onnx and onnxruntime packages")
             return self.model
         try:
-            return OnnxModel(self.model, threads)
+            return OnnxModel(self.model, threads, checkpoint=checkpoint)
         except Exception as error:  # an architecture the exporter cannot take: torch still predicts
             if engine == "onnx":
                 raise
@@ -90,7 +95,7 @@ class Segmenter:
         from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
-        return cls(model, meta, device, **options)
+        return cls(model, meta, device, checkpoint=path, **options)
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         x = model_input(image, self.model.image_channels, self.model.sigma_data)

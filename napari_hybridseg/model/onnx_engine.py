@@ -7,7 +7,10 @@ logits)``, so tiling, prediction and scoring take either.
 
 The model is exported once per set of weights and cached on disk (keyed by a
 hash of the weights and the exporter's version), so opening a project again
-does not pay for the export. The cache holds ONNX graphs this package wrote
+does not pay for the export. When the weights come from a checkpoint file, the
+export runs in a child process (``python -m napari_hybridseg.model.onnx_engine``):
+the exporter holds Python's GIL for up to a few hundred milliseconds at a time,
+which in the viewer's process would freeze the viewer. The cache holds ONNX graphs this package wrote
 itself; ONNX is protobuf data, never pickled code, and a cached file that does
 not load is exported again.
 """
@@ -19,6 +22,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -78,15 +83,47 @@ def export_onnx(model: HybridSegModel) -> bytes:
     return buffer.getvalue()
 
 
+EXPORT_TIMEOUT_S = 300
+
+
+def cache_graph(model: HybridSegModel, cache_dir: Path) -> bytes:
+    """Export ``model`` and store the graph in ``cache_dir`` (atomically); returns the graph."""
+    graph = export_onnx(model)
+    _store(graph, Path(cache_dir) / f"{weights_key(model)}.onnx")
+    return graph
+
+
+def _store(graph: bytes, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(graph)
+
+
+def export_in_child_process(checkpoint: Path, cache_dir: Path) -> bool:
+    """Export ``checkpoint``'s graph into ``cache_dir`` from a child process; False if that failed."""
+    command = [sys.executable, "-m", __name__, str(checkpoint), str(cache_dir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.info("the ONNX export process did not run: %s", error)
+        return False
+    if done.returncode != 0:
+        log.info("the ONNX export process failed: %s", done.stderr.strip()[-2000:])
+    return done.returncode == 0
+
+
 class OnnxModel:
     """A :class:`HybridSegModel` for inference on the CPU through ONNX Runtime.
 
     ``threads`` is ONNX Runtime's intra-op thread count (default: torch's current
     setting, which is per OS thread); its threads sleep rather than spin when idle,
-    so a background prediction leaves the other core to the viewer.
+    so a background prediction leaves the other core to the viewer. ``checkpoint``,
+    the file ``model`` was loaded from, lets a missing graph be exported in a child
+    process; without it the export runs here.
     """
 
-    def __init__(self, model: HybridSegModel, threads: int | None = None, cache_dir: Path | None = ...):
+    def __init__(self, model: HybridSegModel, threads: int | None = None, cache_dir: Path | None = ...,
+                 checkpoint: Path | None = None):
         import onnxruntime as ort
 
         self.image_channels = model.image_channels
@@ -100,7 +137,7 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         cache_dir = default_cache_dir() if cache_dir is ... else cache_dir
-        graph = self._cached_graph(model, cache_dir)
+        graph = self._cached_graph(model, cache_dir, checkpoint=checkpoint)
         try:
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # a damaged cache file: export afresh
@@ -109,16 +146,20 @@ class OnnxModel:
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     @staticmethod
-    def _cached_graph(model: HybridSegModel, cache_dir: Path | None, refresh: bool = False) -> bytes:
+    def _cached_graph(model: HybridSegModel, cache_dir: Path | None, refresh: bool = False,
+                      checkpoint: Path | None = None) -> bytes:
         if cache_dir is None:
             return export_onnx(model)
         path = Path(cache_dir) / f"{weights_key(model)}.onnx"
         if path.is_file() and not refresh:
             return path.read_bytes()
+        if checkpoint is not None and not refresh and export_in_child_process(checkpoint, Path(cache_dir)):
+            if path.is_file():
+                return path.read_bytes()
+            log.info("the ONNX export process wrote no graph for %s; exporting here", checkpoint)
         graph = export_onnx(model)
         try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(graph)
+            _store(graph, path)
         except OSError as error:  # a read-only or full cache only costs the export next time
             log.info("could not cache the ONNX graph in %s: %s", cache_dir, error)
         return graph
@@ -131,3 +172,20 @@ class OnnxModel:
             None, {"x": x.detach().float().contiguous().numpy(), "sigma": sigma.contiguous().numpy()}
         )
         return torch.from_numpy(denoised), torch.from_numpy(logits)
+
+
+def _export_checkpoint(checkpoint: str, cache_dir: str) -> None:
+    """The child process of :func:`export_in_child_process`: one export into the cache, at low priority."""
+    from .checkpoint import load_checkpoint
+
+    if hasattr(os, "nice"):
+        os.nice(10)
+    torch.set_num_threads(1)
+    model, _ = load_checkpoint(checkpoint)
+    cache_graph(model, Path(cache_dir))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: python -m {__spec__.name if __spec__ else 'onnx_engine'} CHECKPOINT CACHE_DIR")
+    _export_checkpoint(sys.argv[1], sys.argv[2])
