@@ -30,6 +30,8 @@ from .project import ProjectStore
 
 EDITED = "edited"  # the model tag of a mask the user changed but has not accepted
 REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 96, "refine_loss": "mask"}
+#: CPU threads for the one prediction the user is waiting for (background work gets one).
+FOREGROUND_THREADS = min(4, os.cpu_count() or 1)
 #: How the viewer ranks images (DisagreementScorer options): S = 8 noise samples (4 at each default σ*)
 #: of one reproducible 128×128 crop per image, BALD averaged over it. A whole 256² image costs ≈ 1.5 s
 #: on one CPU thread, the crop about a quarter of that, and its mean is an unbiased estimate of the
@@ -70,14 +72,24 @@ class AnnotationSession:
         version = self.active_version if version is ... else version
         return version or "shipped default"
 
-    def segmenter(self, version: str | None = ...) -> Segmenter:
+    def segmenter(self, version: str | None = ..., foreground: bool = False) -> Segmenter:
+        """The model of ``version`` (default: the active one), loaded once and shared by the workers.
+
+        On the CPU, background work (ranking, refreshing, predicting ahead) runs on one thread,
+        leaving a core to the viewer; ``foreground`` is for the prediction the user is waiting for,
+        on up to :data:`FOREGROUND_THREADS` threads.
+        """
         version = self.active_version if version is ... else version
         with self._segmenter_lock:
             if version not in self._segmenters:
                 path = self.store.model_path(version)
                 model, meta = load_checkpoint(path)
-                self._segmenters = {version: Segmenter(model, meta, self.device, checkpoint=path)}  # one in memory
-            return self._segmenters[version]
+                background = Segmenter(model, meta, self.device, checkpoint=path, threads=1)
+                self._segmenters = {version: {False: background}}  # one model in memory
+            segmenters = self._segmenters[version]
+            if foreground not in segmenters:
+                segmenters[foreground] = segmenters[False].with_threads(FOREGROUND_THREADS)
+            return segmenters[foreground]
 
     def set_active(self, version: str | None) -> None:
         """Roll back or forward to any registered version (None: the shipped model)."""
@@ -212,11 +224,11 @@ class AnnotationSession:
         stored = self.store.prediction(key)
         if stored is not None and stored[1] in (EDITED, self.active_version):
             return stored[0], EDITED if stored[1] == EDITED else "predicted"
-        return self.predict(key), "predicted"
+        return self.predict(key, foreground=True), "predicted"
 
-    def predict(self, key: str, version: str | None = ...) -> np.ndarray:
+    def predict(self, key: str, version: str | None = ..., foreground: bool = False) -> np.ndarray:
         version = self.active_version if version is ... else version
-        segmenter = self.segmenter(version)
+        segmenter = self.segmenter(version, foreground)
         classes = segmenter.predict(self.store.read_image(key))
         mask = connected_components(classes > 0).astype(np.uint16) if segmenter.model.n_classes == 2 else classes
         self.store.save_prediction(key, mask, version)

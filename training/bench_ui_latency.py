@@ -16,10 +16,14 @@ import time
 LAUNCH = time.perf_counter()
 
 import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from napari_hybridseg.model.onnx_engine import CACHE_ENV  # noqa: E402
 
 from .gui_driver import mask_shown, sample_copy  # noqa: E402
 from .report import footer, machine, markdown_table, update_section, write_json  # noqa: E402
@@ -70,7 +74,7 @@ class Scenario:
             self.driver.stop()
             self.heartbeat.stop()
             session = dock.session
-            self.segmenter = session.segmenter()
+            self.segmenters = {"shown": session.segmenter(foreground=True), "background": session.segmenter()}
             self.image = session.store.read_image(session.keys()[0])
             self.settings = session.settings
             dock.close_project()
@@ -86,6 +90,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--navigate-every", type=float, default=1.0, help="seconds between the user's navigations")
     args = parser.parse_args(argv)
+    # a first launch: nothing cached from earlier runs (the shipped model's graph ships with the package)
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hybridseg-onnx-cache-")
 
     import napari
     from qtpy.QtWidgets import QApplication
@@ -105,13 +111,16 @@ def main(argv=None) -> int:
     ticks = np.array(scenario.ticks)
     window = ticks[(ticks >= scenario.refine_started) & (ticks <= scenario.refine_ended)]
     intervals_ms = np.diff(window) * 1000
-    segmenter, image, settings = scenario.segmenter, scenario.image, scenario.settings
-    segmenter.predict(image)
-    predict_times = []
-    for _ in range(20):
-        start = time.perf_counter()
+    image, settings = scenario.image, scenario.settings
+    predict_ms = {}
+    for role, segmenter in scenario.segmenters.items():
         segmenter.predict(image)
-        predict_times.append(time.perf_counter() - start)
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            segmenter.predict(image)
+            times.append(time.perf_counter() - start)
+        predict_ms[role] = statistics.median(times) * 1000
     refine_seconds = scenario.refine_ended - scenario.refine_started
 
     results = {
@@ -121,7 +130,8 @@ def main(argv=None) -> int:
         "heartbeat_ticks": int(len(intervals_ms)),
         "navigations_during_refine": scenario.navigations,
         "launch_to_first_prediction_s": scenario.first_shown - LAUNCH,
-        "predict_256_ms": statistics.median(predict_times) * 1000,
+        "predict_256_ms": predict_ms["shown"],
+        "predict_256_background_ms": predict_ms["background"],
         "refine_round_s": refine_seconds,
         "refine_settings": {k: settings[k] for k in ("refine_steps", "refine_batch_size", "refine_crop")},
         "image_shape": list(image.shape),
@@ -139,7 +149,10 @@ def main(argv=None) -> int:
         ["event-loop stall p99 (10 ms heartbeat, during refine)", f"{results['stall_p99_ms']:.1f} ms", "≤ 33 ms"],
         ["event-loop stall max", f"{results['stall_max_ms']:.1f} ms", "≤ 100 ms"],
         ["launch → first prediction shown", f"{results['launch_to_first_prediction_s']:.2f} s", "≤ 5 s"],
-        ["predict one 256×256 image", f"{results['predict_256_ms']:.0f} ms", "≤ 100 ms"],
+        ["predict one 256×256 image (the image being opened: all cores)", f"{results['predict_256_ms']:.0f} ms",
+         "≤ 100 ms"],
+        ["… the same in the background (ranking, refreshing, predicting ahead: one core)",
+         f"{results['predict_256_background_ms']:.0f} ms", "–"],
         ["refine round after 5 accepted images", f"{results['refine_round_s']:.1f} s", "≤ 60 s"],
     ]
     table = markdown_table(["measure", "measured", "goal"], rows)
@@ -151,7 +164,8 @@ def main(argv=None) -> int:
         f"## UI latency during a background fine-tune ({'idle user' if idle else 'navigating user'})\n\n"
         f"Real napari window under Xvfb, bundled sample (256×256 RGB), shipped model; the simulated user accepts 5 "
         f"images, then {user} while the "
-        f"refinement ({results['refine_settings']}) runs on one torch thread in the background.\n\n{table}\n\n"
+        f"refinement ({results['refine_settings']}) runs in a child process at low CPU priority. A first launch: the "
+        f"ONNX cache starts empty.\n\n{table}\n\n"
         + footer(command, info, name),
     )
     print(table)

@@ -62,7 +62,8 @@ class Segmenter:
     ):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.forward = self._forward(engine, threads, Path(checkpoint) if checkpoint is not None else None)
+        self.engine, self.checkpoint = engine, Path(checkpoint) if checkpoint is not None else None
+        self.forward = self._forward(engine, threads, self.checkpoint)
         self.metadata = metadata
         self.tile_size = tile_size
         self.overlap = overlap
@@ -88,6 +89,14 @@ class Segmenter:
                 raise
             log.warning("ONNX export failed (%s); predicting with torch", error)
             return self.model
+
+    def with_threads(self, threads: int) -> "Segmenter":
+        """The same model predicting on ``threads`` CPU threads (another ONNX Runtime session over the
+        same cached graph); on a GPU, or when the engine is torch, this segmenter itself."""
+        if self.forward is self.model:
+            return self
+        return Segmenter(self.model, self.metadata, self.device, self.tile_size, self.overlap, self.batch_size,
+                         self.engine, threads, self.checkpoint)
 
     @classmethod
     def from_checkpoint(cls, path, device: str | torch.device = "cpu", **options: Any) -> "Segmenter":

@@ -7,7 +7,9 @@ logits)``, so tiling, prediction and scoring take either.
 
 The model is exported once per set of weights and cached on disk (keyed by a
 hash of the weights and the exporter's version), so opening a project again
-does not pay for the export. When the weights come from a checkpoint file, the
+does not pay for the export; the shipped model's graph ships with the package
+(``python -m napari_hybridseg.model.onnx_engine MODEL napari_hybridseg/models``
+writes it). When the weights come from a checkpoint file, the
 export runs in a child process (``python -m napari_hybridseg.model.onnx_engine``):
 the exporter holds Python's GIL for up to a few hundred milliseconds at a time,
 which in the viewer's process would freeze the viewer. The cache holds ONNX graphs this package wrote
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 CACHE_ENV = "HYBRIDSEG_CACHE"
+#: Graphs that ship with the package (the default model's), so a first launch exports nothing.
+BUNDLED_GRAPHS = Path(__file__).resolve().parent.parent / "models"
 
 
 def onnxruntime_available() -> bool:
@@ -150,9 +154,12 @@ class OnnxModel:
                       checkpoint: Path | None = None) -> bytes:
         if cache_dir is None:
             return export_onnx(model)
-        path = Path(cache_dir) / f"{weights_key(model)}.onnx"
+        key = weights_key(model)
+        path = Path(cache_dir) / f"{key}.onnx"
         if path.is_file() and not refresh:
             return path.read_bytes()
+        if (BUNDLED_GRAPHS / f"{key}.onnx").is_file() and not refresh:
+            return (BUNDLED_GRAPHS / f"{key}.onnx").read_bytes()
         if checkpoint is not None and not refresh and export_in_child_process(checkpoint, Path(cache_dir)):
             if path.is_file():
                 return path.read_bytes()

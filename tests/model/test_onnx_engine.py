@@ -109,3 +109,43 @@ def test_disagreement_scores_agree_across_engines():
     on_onnx = DisagreementScorer(OnnxModel(model), "v1", samples=4, sigmas=(0.3, 1.0)).score("a", img)
     assert on_onnx.score == pytest.approx(on_torch.score, rel=1e-3, abs=1e-5)
     np.testing.assert_allclose(on_onnx.map, on_torch.map, atol=1e-4)
+
+
+def test_the_shipped_model_ships_its_graph_so_a_first_launch_exports_nothing(tmp_path, monkeypatch):
+    from napari_hybridseg.resources import default_model_path
+
+    segmenter = Segmenter.from_checkpoint(default_model_path(), engine="torch")
+    model = segmenter.model
+    bundled = sorted(onnx_engine.BUNDLED_GRAPHS.glob("*.onnx"))
+    assert [p.name for p in bundled] == [f"{weights_key(model)}.onnx"], (
+        "re-export the shipped model's graph: python -m napari_hybridseg.model.onnx_engine "
+        "napari_hybridseg/models/nuclei_hybrid.safetensors napari_hybridseg/models (and delete the old one)")
+    monkeypatch.setattr(onnx_engine, "export_onnx", lambda m: pytest.fail("exported although bundled"))
+    monkeypatch.setattr(onnx_engine, "export_in_child_process", lambda *a: pytest.fail("exported although bundled"))
+    engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "empty cache")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+
+
+def test_a_checkpoints_graph_is_exported_by_a_child_process(tmp_path, monkeypatch):
+    from napari_hybridseg.model.checkpoint import save_checkpoint
+
+    model = small_model(seed=4)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, model_metadata(model))
+    monkeypatch.setattr(onnx_engine, "export_onnx", lambda m: pytest.fail("exported in the viewer's process"))
+    engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "cache", checkpoint=path)
+    assert (tmp_path / "cache" / f"{weights_key(model)}.onnx").is_file()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+
+
+def test_a_failing_export_process_falls_back_to_exporting_here(tmp_path, caplog):
+    model = small_model(seed=5)
+    not_a_checkpoint = tmp_path / "m.safetensors"
+    not_a_checkpoint.write_bytes(b"garbage")
+    engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "cache", checkpoint=not_a_checkpoint)
+    assert engine(torch.randn(1, 3, 32, 32), 0.002)[1].shape == (1, 2, 32, 32)
+    assert (tmp_path / "cache" / f"{weights_key(model)}.onnx").is_file()
