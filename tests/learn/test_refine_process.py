@@ -71,3 +71,23 @@ def test_a_child_killed_mid_training_is_reported_and_the_previous_model_kept(chi
 
 def _first_update(job, timeout: float = 120) -> None:
     job.updates.get(timeout=timeout)  # the child is training now
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_gpu_memory_is_given_back_after_a_refinement(session):
+    """In-process: the allocator's memory returns to what it was; in a child: the whole GPU's free memory does."""
+    session.device = torch.device("cuda")
+    torch.cuda.synchronize()
+    allocated, (free_before, _) = torch.cuda.memory_allocated(), torch.cuda.mem_get_info()
+    job = session.make_refine_job()
+    assert session.run_refine(job).ok
+    assert torch.cuda.memory_allocated() == allocated
+
+    session.refine_in_child_process = True
+    job = session.make_refine_job()
+    assert session.run_refine(job).ok
+    free_after, _ = torch.cuda.mem_get_info()
+    assert free_after >= free_before - 64 * 2**20  # the child's context and caches are gone with it
