@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
@@ -36,3 +37,12 @@ def mask_shown(dock) -> bool:
     from napari_hybridseg._qt.dock import MASK_LAYER
 
     return MASK_LAYER in dock.viewer.layers and dock.viewer.layers[MASK_LAYER].editable
+
+
+def true_mask(key: str) -> np.ndarray:
+    """The bundled sample's hand-made-equivalent mask of image ``key``, as instance labels (a full correction)."""
+    from skimage.measure import label
+
+    from napari_hybridseg.data.io import read_mask
+
+    return label(read_mask(sample_data_root() / SAMPLE_DOMAIN / "labels" / key) > 0).astype(np.uint16)

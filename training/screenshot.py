@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .gui_driver import mask_shown, process_events_until, sample_copy
+from .gui_driver import mask_shown, process_events_until, sample_copy, true_mask
 
 
 def main(argv=None) -> int:
@@ -19,18 +19,19 @@ def main(argv=None) -> int:
 
     import napari
 
-    from napari_hybridseg._qt.dock import HybridSegDock
+    from napari_hybridseg._qt.dock import MASK_LAYER, HybridSegDock
 
     viewer = napari.Viewer(title="napari-hybridseg")
     viewer.window._qt_window.resize(1500, 950)
     dock = HybridSegDock(viewer, device="cpu")
     viewer.window.add_dock_widget(dock, name="Label 5 images then refine", area="right")
     dock.open_folder(sample_copy())
-    for _ in range(5):
+    for _ in range(5):  # the user corrects each prediction fully (the sample's true mask), then accepts
         process_events_until(lambda: mask_shown(dock))
+        viewer.layers[MASK_LAYER].data = true_mask(dock.key)
         dock.accept()
     process_events_until(lambda: mask_shown(dock))
-    process_events_until(lambda: len(dock.loss_plot.steps) >= 5, timeout=600)
+    process_events_until(lambda: len(dock.loss_plot.steps) >= 6, timeout=600)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.out), canvas_only=False)
     print(f"wrote {args.out}")

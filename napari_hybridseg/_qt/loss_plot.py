@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 HEIGHT = 170
 LINE_COLOUR = "#f0a030"
 AXIS_COLOUR = "#aaaaaa"
+AXIS_HEIGHT = 42
 
 
 def _import_pyqtgraph() -> None:
@@ -60,6 +61,7 @@ class LossPlot(QWidget):
             axis.setPen(AXIS_COLOUR)
             axis.setTextPen(AXIS_COLOUR)
             axis.setLabel(label, color=AXIS_COLOUR)
+        self.plot.getAxis("bottom").setHeight(AXIS_HEIGHT)  # room for the tick labels and the axis label
         self.line = self.plot.plot([], [], pen=pg.mkPen(LINE_COLOUR, width=1.5))
         self._layout.replaceWidget(self.placeholder, self.plot)
         self.placeholder.hide()

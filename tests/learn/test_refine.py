@@ -9,13 +9,15 @@ import torch
 from napari_hybridseg.learn import refine
 
 
-def test_a_diverging_run_stops_and_keeps_the_previous_model(session, refine_checks):
+@pytest.mark.parametrize("in_child_process", [False, True], ids=["in-process", "child process"])
+def test_a_diverging_run_stops_and_keeps_the_previous_model(session, refine_checks, in_child_process):
     a_good_round, failed_and_previous_kept = refine_checks
     previous = a_good_round(session)
+    session.refine_in_child_process = in_child_process
     job = session.make_refine_job()
     with torch.no_grad():
         next(job.base_model.parameters()).fill_(float("nan"))
-    result = job.run()
+    result = session.run_refine(job)
     failed_and_previous_kept(session, job, result, "diverged", previous)
     assert "non-finite" in result.message or "nan" in result.message.lower()
 

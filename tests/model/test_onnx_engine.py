@@ -25,6 +25,12 @@ def image(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, shape).astype(np.uint8)
 
 
+def assert_mask_logits_match_torch(engine, model, size: int = 32) -> None:
+    x = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+
+
 def test_onnx_forward_matches_torch_for_any_size_batch_and_sigma(tmp_path):
     model = small_model()
     engine = OnnxModel(model, threads=1, cache_dir=tmp_path)
@@ -65,10 +71,7 @@ def test_a_damaged_cache_file_is_exported_again(tmp_path):
     model = small_model()
     path = tmp_path / f"{weights_key(model)}.onnx"
     path.write_bytes(b"not an onnx graph")
-    engine = OnnxModel(model, cache_dir=tmp_path)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.inference_mode():
-        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+    assert_mask_logits_match_torch(OnnxModel(model, cache_dir=tmp_path), model)
     assert path.read_bytes() != b"not an onnx graph"
 
 
@@ -122,10 +125,7 @@ def test_the_shipped_model_ships_its_graph_so_a_first_launch_exports_nothing(tmp
         "napari_hybridseg/models/nuclei_hybrid.safetensors napari_hybridseg/models (and delete the old one)")
     monkeypatch.setattr(onnx_engine, "export_onnx", lambda m: pytest.fail("exported although bundled"))
     monkeypatch.setattr(onnx_engine, "export_in_child_process", lambda *a: pytest.fail("exported although bundled"))
-    engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "empty cache")
-    x = torch.randn(1, 3, 64, 64)
-    with torch.inference_mode():
-        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+    assert_mask_logits_match_torch(OnnxModel(model, threads=1, cache_dir=tmp_path / "empty cache"), model, 64)
 
 
 def test_a_checkpoints_graph_is_exported_by_a_child_process(tmp_path, monkeypatch):
@@ -137,9 +137,7 @@ def test_a_checkpoints_graph_is_exported_by_a_child_process(tmp_path, monkeypatc
     monkeypatch.setattr(onnx_engine, "export_onnx", lambda m: pytest.fail("exported in the viewer's process"))
     engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "cache", checkpoint=path)
     assert (tmp_path / "cache" / f"{weights_key(model)}.onnx").is_file()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.inference_mode():
-        torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
+    assert_mask_logits_match_torch(engine, model)
 
 
 def test_a_failing_export_process_falls_back_to_exporting_here(tmp_path, caplog):
