@@ -3,6 +3,7 @@ label next what the model is least sure about."""
 
 from __future__ import annotations
 
+import functools
 import gc
 from pathlib import Path
 
@@ -76,18 +77,12 @@ def _disagreement_map(session: AnnotationSession, key: str):
     return key, session.disagreement_map(key)
 
 
+@functools.cache  # once per process
 def _freeze_startup_objects() -> None:
     """Exempt everything alive now (napari, Qt, torch: millions of objects) from Python's cyclic garbage
     collector. Otherwise each full collection walks all of them, holding the GIL for 100–200 ms: a
-    visible freeze whichever thread triggers it. Objects made later are still collected. Once per
-    process (``gc.get_freeze_count`` itself walks the frozen objects, so it is no cheap test)."""
-    global _startup_frozen
-    if not _startup_frozen:
-        gc.freeze()
-        _startup_frozen = True
-
-
-_startup_frozen = False
+    visible freeze whichever thread triggers it. Objects made later are still collected."""
+    gc.freeze()
 
 
 class HybridSegDock(QWidget):
