@@ -61,6 +61,7 @@ class LossPlot(QWidget):
             axis.setPen(AXIS_COLOUR)
             axis.setTextPen(AXIS_COLOUR)
             axis.setLabel(label, color=AXIS_COLOUR)
+            axis.enableAutoSIPrefix(False)  # "loss", never "loss (x0.001)"
         self.plot.getAxis("bottom").setHeight(AXIS_HEIGHT)  # room for the tick labels and the axis label
         self.line = self.plot.plot([], [], pen=pg.mkPen(LINE_COLOUR, width=1.5))
         self._layout.replaceWidget(self.placeholder, self.plot)
