@@ -220,3 +220,16 @@ def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, 
     dock.suggestions.show_map.setChecked(False)
     assert DISAGREEMENT_LAYER not in viewer.layers
     dock.close_project()
+
+
+def test_the_next_image_is_predicted_ahead_so_moving_there_shows_its_mask_at_once(make_napari_viewer, qtbot,
+                                                                                  image_folder):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    keys = dock.session.keys()
+    assert dock.key == keys[0]
+    qtbot.waitUntil(lambda: not dock.session.is_stale(keys[1]), timeout=60_000)  # predicted without being opened
+    dock.next_image()
+    assert dock.key == keys[1] and viewer.layers[MASK_LAYER].editable  # no placeholder, no waiting
+    assert "prediction of shipped default" in dock.status.text()
+    dock.close_project()
