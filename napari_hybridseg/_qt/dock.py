@@ -62,9 +62,14 @@ def _refine_and_register(session: AnnotationSession, job):
     return result, version
 
 
-def _refresh_all(session: AnnotationSession, keys: list[str] | None = None):
+def _refresh_all(session: AnnotationSession):
     _one_torch_thread()
-    yield from session.refresh_predictions(keys)
+    yield from session.refresh_predictions()
+
+
+def _prefetch_likely(session: AnnotationSession):
+    _one_torch_thread()
+    yield from session.refresh_predictions(session.prefetch_keys())
 
 
 def _score_unaccepted(session: AnnotationSession):
@@ -414,10 +419,8 @@ class HybridSegDock(QWidget):
         """Predict the images the user will likely open next, so that opening them is instant."""
         if self.session is None or self._prefetch_worker is not None:
             return
-        keys = self.session.prefetch_keys()
-        if not keys:
-            return
-        worker = create_worker(_refresh_all, self.session, keys)
+        # the worker also chooses the images: that reads every image's record, so not on the GUI thread
+        worker = create_worker(_prefetch_likely, self.session)
         worker.finished.connect(lambda worker=worker: self._prefetch_finished(worker))
         worker.errored.connect(lambda err: None)  # the image's own prediction reports any fault when it is shown
         self._prefetch_worker = worker

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..resources import DEFAULT_MODEL
 from .precond import HybridSegModel
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 OPSET = 17
 CACHE_ENV = "HYBRIDSEG_CACHE"
 #: Graphs that ship with the package (the default model's), so a first launch exports nothing.
-BUNDLED_GRAPHS = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_GRAPHS = DEFAULT_MODEL.parent
 
 
 def onnxruntime_available() -> bool:
@@ -154,16 +155,14 @@ class OnnxModel:
                       checkpoint: Path | None = None) -> bytes:
         if cache_dir is None:
             return export_onnx(model)
-        key = weights_key(model)
-        path = Path(cache_dir) / f"{key}.onnx"
-        if path.is_file() and not refresh:
-            return path.read_bytes()
-        if (BUNDLED_GRAPHS / f"{key}.onnx").is_file() and not refresh:
-            return (BUNDLED_GRAPHS / f"{key}.onnx").read_bytes()
-        if checkpoint is not None and not refresh and export_in_child_process(checkpoint, Path(cache_dir)):
-            if path.is_file():
+        name = f"{weights_key(model)}.onnx"
+        path = Path(cache_dir) / name
+        if not refresh:
+            for known in (path, BUNDLED_GRAPHS / name):
+                if known.is_file():
+                    return known.read_bytes()
+            if checkpoint is not None and export_in_child_process(checkpoint, Path(cache_dir)) and path.is_file():
                 return path.read_bytes()
-            log.info("the ONNX export process wrote no graph for %s; exporting here", checkpoint)
         graph = export_onnx(model)
         try:
             _store(graph, path)
