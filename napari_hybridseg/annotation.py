@@ -9,24 +9,27 @@ most). The napari dock is a thin layer over it.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
-import torch
 from skimage.measure import label as connected_components
 
 from .data.datasets import Sample
 from .export import ExportItem
-from .learn.acquisition import DisagreementScorer
-from .learn.finetune import FinetuneConfig, default_finetune_train_config
-from .learn.refine import RefineJob, RefineResult
-from .learn.refine_process import run_in_child_process
 from .model.checkpoint import load_checkpoint, read_metadata
-from .model.inference import Segmenter, resolve_device
+from .model.onnx_graph import GraphSegmenter
 from .project import ProjectStore
+
+if TYPE_CHECKING:  # torch loads on first use (over a second): the first prediction needs none of it
+    import torch
+
+    from .learn.acquisition import DisagreementScorer
+    from .learn.refine import RefineJob, RefineResult
+    from .model.inference import Segmenter
 
 EDITED = "edited"  # the model tag of a mask the user changed but has not accepted
 REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 96, "refine_loss": "mask"}
@@ -54,9 +57,11 @@ class AnnotationSession:
         self.store = store
         #: train in a child process (see learn.refine_process), so the viewer keeps Python's GIL and the CPU
         self.refine_in_child_process = refine_in_child_process
-        self.device = resolve_device(device)
+        self._device_spec = device
         self.scoring = dict(scoring)
-        self._segmenters: dict[str | None, Segmenter] = {}
+        self._segmenters: dict[str | None, dict[bool, Segmenter]] = {}
+        #: before a version's torch model is loaded, its cached ONNX graph predicts without torch
+        self._graph_segmenters: dict[tuple[str | None, bool], GraphSegmenter | None] = {}
         self._segmenter_lock = threading.Lock()  # workers share one segmenter (and one ONNX export) per version
         # (model version, whole image?) → scorer; only the active version's are kept
         self._scorers: dict[tuple[str | None, bool], DisagreementScorer] = {}
@@ -64,6 +69,12 @@ class AnnotationSession:
         self._trained_on: dict[str, frozenset[str]] = {}
 
     # -- models -----------------------------------------------------------------------
+    @functools.cached_property
+    def device(self) -> torch.device:
+        from .model.inference import resolve_device
+
+        return resolve_device(self._device_spec)
+
     @property
     def active_version(self) -> str | None:
         return self.store.active_model
@@ -79,6 +90,8 @@ class AnnotationSession:
         leaving a core to the viewer; ``foreground`` is for the prediction the user is waiting for,
         on up to :data:`FOREGROUND_THREADS` threads.
         """
+        from .model.inference import Segmenter
+
         version = self.active_version if version is ... else version
         with self._segmenter_lock:
             if version not in self._segmenters:
@@ -86,6 +99,7 @@ class AnnotationSession:
                 model, meta = load_checkpoint(path)
                 background = Segmenter(model, meta, self.device, checkpoint=path, threads=1)
                 self._segmenters = {version: {False: background}}  # one model in memory
+                self._graph_segmenters = {}
             segmenters = self._segmenters[version]
             if foreground not in segmenters:
                 segmenters[foreground] = segmenters[False].with_threads(FOREGROUND_THREADS)
@@ -170,6 +184,8 @@ class AnnotationSession:
         with self._scorer_lock:
             scorer = self._scorers.get((version, whole_image))
             if scorer is None:
+                from .learn.acquisition import DisagreementScorer
+
                 options = {**self.scoring, "max_pixels": None} if whole_image else self.scoring
                 scorer = DisagreementScorer(self.segmenter(version).forward, version, device=self.device, **options)
                 self._scorers = {k: v for k, v in self._scorers.items() if k[0] == version}
@@ -228,11 +244,26 @@ class AnnotationSession:
 
     def predict(self, key: str, version: str | None = ..., foreground: bool = False) -> np.ndarray:
         version = self.active_version if version is ... else version
-        segmenter = self.segmenter(version, foreground)
-        classes = segmenter.predict(self.store.read_image(key))
-        mask = connected_components(classes > 0).astype(np.uint16) if segmenter.model.n_classes == 2 else classes
+        classes, n_classes = self._class_map(self.store.read_image(key), version, foreground)
+        mask = connected_components(classes > 0).astype(np.uint16) if n_classes == 2 else classes
         self.store.save_prediction(key, mask, version)
         return mask
+
+    def _class_map(self, image: np.ndarray, version: str | None, foreground: bool) -> tuple[np.ndarray, int]:
+        """The class map of ``image`` by ``version`` and its number of classes. Until that version's
+        torch model is loaded (by ranking, say), its cached ONNX graph predicts: no torch import."""
+        if version not in self._segmenters and str(self._device_spec) in ("auto", "cpu"):
+            with self._segmenter_lock:
+                if (version, foreground) not in self._graph_segmenters:
+                    threads = FOREGROUND_THREADS if foreground else 1
+                    self._graph_segmenters[(version, foreground)] = GraphSegmenter.from_checkpoint(
+                        self.store.model_path(version), threads)
+                graph_segmenter = self._graph_segmenters[(version, foreground)]
+            classes = graph_segmenter.predict(image) if graph_segmenter is not None else None
+            if classes is not None:
+                return classes, graph_segmenter.n_classes
+        segmenter = self.segmenter(version, foreground)
+        return segmenter.predict(image), segmenter.model.n_classes
 
     def save_draft(self, key: str, mask: np.ndarray) -> None:
         """Keep an edited, not yet accepted mask so that nothing is lost on navigation."""
@@ -294,6 +325,9 @@ class AnnotationSession:
         keys = self.store.accepted_keys()
         if not keys:
             raise ValueError("accept at least one mask before refining")
+        from .learn.finetune import FinetuneConfig, default_finetune_train_config
+        from .learn.refine import RefineJob
+
         labelled = [Sample(k, self.store.read_image(k), self.store.accepted_mask(k)) for k in keys]
         s = self.settings
         base_model, base_meta = load_checkpoint(self.store.model_path(s.get("base_model")))
@@ -308,6 +342,8 @@ class AnnotationSession:
 
     def run_refine(self, job: RefineJob) -> RefineResult:
         """Train ``job`` (call from a worker thread), in a child process when ``refine_in_child_process``."""
+        from .learn.refine_process import run_in_child_process
+
         return run_in_child_process(job) if self.refine_in_child_process else job.run()
 
     def finish_refine(self, job: RefineJob, result: RefineResult) -> str | None:

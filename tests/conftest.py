@@ -8,7 +8,7 @@ def _onnx_cache(tmp_path_factory):
     """Exported ONNX graphs go to a folder of this test session, not the user's cache."""
     import os
 
-    from napari_hybridseg.model.onnx_engine import CACHE_ENV
+    from napari_hybridseg.model.onnx_graph import CACHE_ENV
 
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx_cache"))

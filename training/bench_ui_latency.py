@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from napari_hybridseg.model.onnx_engine import CACHE_ENV  # noqa: E402
+from napari_hybridseg.model.onnx_graph import CACHE_ENV  # noqa: E402
 
 from .gui_driver import mask_shown, sample_copy  # noqa: E402
 from .report import REPO, footer, machine, markdown_table, update_section, write_json  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +40,20 @@ STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 
 
-def _one_torch_thread() -> None:
+def _one_torch_thread(only_if_loaded: bool = False) -> None:
     """Worker threads predict on one torch thread (the setting is per OS thread): with
-    a refinement on the other core, more would starve the viewer's own thread."""
+    a refinement on the other core, more would starve the viewer's own thread.
+    ``only_if_loaded`` is for work that may need no torch at all (predicting from a
+    cached ONNX graph): importing it costs over a second."""
+    if only_if_loaded and "torch" not in sys.modules:
+        return
     import torch
 
     torch.set_num_threads(1)
 
 
 def _predict_mask(session: AnnotationSession, key: str):
-    _one_torch_thread()
+    _one_torch_thread(only_if_loaded=True)
     return session.mask_for(key)
 
 
@@ -68,7 +73,7 @@ def _refresh_all(session: AnnotationSession):
 
 
 def _prefetch_likely(session: AnnotationSession):
-    _one_torch_thread()
+    _one_torch_thread(only_if_loaded=True)
     yield from session.refresh_predictions(session.prefetch_keys())
 
 
@@ -82,12 +87,16 @@ def _disagreement_map(session: AnnotationSession, key: str):
     return key, session.disagreement_map(key)
 
 
-@functools.cache  # once per process
-def _freeze_startup_objects() -> None:
+@functools.cache  # once per process, and once more when torch has been imported
+def _freeze_startup_objects(torch_loaded: bool) -> None:
     """Exempt everything alive now (napari, Qt, torch: millions of objects) from Python's cyclic garbage
     collector. Otherwise each full collection walks all of them, holding the GIL for 100–200 ms: a
     visible freeze whichever thread triggers it. Objects made later are still collected."""
     gc.freeze()
+
+
+def _freeze_loaded_modules() -> None:
+    _freeze_startup_objects("torch" in sys.modules)
 
 
 class HybridSegDock(QWidget):
@@ -103,6 +112,7 @@ class HybridSegDock(QWidget):
         self._refine_worker = None
         self._refresh_worker = None
         self._predict_worker = None
+        self._first_ranking_due = False
         self._score_worker = None
         self._map_worker = None
         self._prefetch_worker = None
@@ -268,15 +278,13 @@ class HybridSegDock(QWidget):
         self._refresh_list()
         for problem in store.problems:
             show_warning(problem)
+        self._first_ranking_due = True  # once the first mask is on screen, so that it has the CPU first
         self.show_image(self.session.current())
-        self._start_scoring_after(self._predict_worker)
 
-    def _start_scoring_after(self, worker) -> None:
-        """Rank the images once ``worker`` (the first prediction on screen) is done, so it has the CPU first."""
-        if worker is None:
+    def _start_first_ranking(self) -> None:
+        if self._first_ranking_due and self.session is not None:
+            self._first_ranking_due = False
             self._start_scoring()
-        else:
-            worker.finished.connect(lambda: self.session is not None and self._start_scoring())
 
     def close_project(self) -> None:
         """Keep the user's edit, stop background work, forget the session."""
@@ -400,6 +408,7 @@ class HybridSegDock(QWidget):
         worker = create_worker(_predict_mask, self.session, key)
         worker.returned.connect(lambda result, key=key: self._show_mask(key, *result))
         worker.errored.connect(lambda err: self.say(f"Prediction failed: {err}", "error"))
+        worker.errored.connect(lambda _err: self._start_first_ranking())
         self._predict_worker = worker
         worker.start()
 
@@ -408,12 +417,13 @@ class HybridSegDock(QWidget):
             return  # the user has moved on
         self._set_mask(mask, editable=True)
         self.loss_plot.warm_up()
-        _freeze_startup_objects()
+        _freeze_loaded_modules()
         where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
                  "predicted": f"prediction of {self.session.version_label()}"}[origin]
         self.status.setText(f"{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
         self._refresh_list()
         self._prefetch()
+        self._start_first_ranking()
 
     def _prefetch(self) -> None:
         """Predict the images the user will likely open next, so that opening them is instant."""
@@ -622,6 +632,7 @@ class HybridSegDock(QWidget):
     def _scoring_finished(self, worker) -> None:
         if worker is self._score_worker:
             self._score_worker = None
+            _freeze_loaded_modules()  # ranking has loaded torch
             self._show_ranking()
             self.suggestions.status.setText(
                 f"Unaccepted images ranked by the disagreement of {self.session.version_label()}.")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The noise level σ that stands for a clean image: the model segments at it (σ_min of the EDM schedule).
+SIGMA_MIN = 0.002
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 

@@ -10,14 +10,16 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ..atomic import atomic_path
-from .precond import HybridSegModel
+
+if TYPE_CHECKING:  # torch is imported where a model is built, so that reading a header does not need it
+    import torch
+
+    from .precond import HybridSegModel
 
 FORMAT_NAME = "napari-hybridseg"
 FORMAT_VERSION = 1
@@ -30,6 +32,8 @@ class CheckpointError(ValueError):
 
 
 def build_model(metadata: dict[str, Any]) -> HybridSegModel:
+    from .precond import HybridSegModel
+
     arch = metadata["architecture"]
     if arch.get("name") != "unet":
         raise CheckpointError(f"unknown architecture {arch.get('name')!r}")
@@ -92,7 +96,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint at {path}")
     _sniff(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             raw = (f.metadata() or {}).get(METADATA_KEY)
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"{path.name} is damaged or truncated: {err}") from None
@@ -134,6 +138,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def save_checkpoint(path: str | os.PathLike, model: HybridSegModel, metadata: dict[str, Any]) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, rename."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path, fsync=True) as tmp:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..data.prepare import model_input
+from .onnx_graph import ONE_PASS_SIZE
 from .precond import SIGMA_MIN, HybridSegModel
 from .tiling import pad_to_multiple, predict_logits_tiled
 
@@ -53,7 +54,7 @@ class Segmenter:
         model: HybridSegModel,
         metadata: dict[str, Any],
         device: str | torch.device = "cpu",
-        tile_size: int | None = 1024,
+        tile_size: int | None = ONE_PASS_SIZE,
         overlap: int = 64,
         batch_size: int | None = None,
         engine: Engine = "auto",

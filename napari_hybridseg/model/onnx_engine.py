@@ -19,9 +19,7 @@ not load is exported again.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
 import subprocess
@@ -32,15 +30,13 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
-from ..resources import DEFAULT_MODEL
+from .onnx_graph import BUNDLED_GRAPHS, CACHE_ENV, OPSET, default_cache_dir, find_graph, graph_key, inference_session
 from .precond import HybridSegModel
 
-log = logging.getLogger(__name__)
+__all__ = ["BUNDLED_GRAPHS", "CACHE_ENV", "OnnxModel", "cache_graph", "default_cache_dir", "export_in_child_process",
+           "export_onnx", "onnxruntime_available", "weights_key"]
 
-OPSET = 17
-CACHE_ENV = "HYBRIDSEG_CACHE"
-#: Graphs that ship with the package (the default model's), so a first launch exports nothing.
-BUNDLED_GRAPHS = DEFAULT_MODEL.parent
+log = logging.getLogger(__name__)
 
 
 def onnxruntime_available() -> bool:
@@ -52,23 +48,10 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def default_cache_dir() -> Path:
-    """``$HYBRIDSEG_CACHE``, else ``$XDG_CACHE_HOME/napari-hybridseg`` (``~/.cache/napari-hybridseg``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "napari-hybridseg"
-
-
 def weights_key(model: HybridSegModel) -> str:
-    """A hash of everything the exported graph depends on: weights, architecture, exporter."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([model.unet_config.to_dict(), model.image_channels, model.n_classes,
-                              model.sigma_data, torch.__version__, OPSET]).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    """A hash of everything the exported graph depends on (see :func:`.onnx_graph.graph_key`)."""
+    tensors = ((name, t.detach().cpu().contiguous().numpy()) for name, t in model.state_dict().items())
+    return graph_key(model.unet_config.to_dict(), model.image_channels, model.n_classes, model.sigma_data, tensors)
 
 
 def export_onnx(model: HybridSegModel) -> bytes:
@@ -129,38 +112,31 @@ class OnnxModel:
 
     def __init__(self, model: HybridSegModel, threads: int | None = None, cache_dir: Path | None = ...,
                  checkpoint: Path | None = None):
-        import onnxruntime as ort
-
         self.image_channels = model.image_channels
         self.n_classes = model.n_classes
         self.sigma_data = model.sigma_data
         self.unet_config = model.unet_config
         self.threads = max(1, threads or torch.get_num_threads())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
         cache_dir = default_cache_dir() if cache_dir is ... else cache_dir
         graph = self._cached_graph(model, cache_dir, checkpoint=checkpoint)
         try:
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            self.session = inference_session(graph, self.threads)
         except Exception as error:  # a damaged cache file: export afresh
             log.warning("cached ONNX graph does not load (%s); exporting again", error)
             graph = self._cached_graph(model, cache_dir, refresh=True)
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            self.session = inference_session(graph, self.threads)
 
     @staticmethod
     def _cached_graph(model: HybridSegModel, cache_dir: Path | None, refresh: bool = False,
                       checkpoint: Path | None = None) -> bytes:
         if cache_dir is None:
             return export_onnx(model)
-        name = f"{weights_key(model)}.onnx"
-        path = Path(cache_dir) / name
+        key = weights_key(model)
+        path = Path(cache_dir) / f"{key}.onnx"
         if not refresh:
-            for known in (path, BUNDLED_GRAPHS / name):
-                if known.is_file():
-                    return known.read_bytes()
+            known = find_graph(key, Path(cache_dir))
+            if known is not None:
+                return known.read_bytes()
             if checkpoint is not None and export_in_child_process(checkpoint, Path(cache_dir)) and path.is_file():
                 return path.read_bytes()
         graph = export_onnx(model)

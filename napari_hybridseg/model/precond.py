@@ -11,9 +11,10 @@ import math
 import torch
 from torch import nn
 
+from ..data.prepare import SIGMA_MIN
 from .unet import UNet, UNetConfig
 
-SIGMA_MIN = 0.002
+__all__ = ["SIGMA_MAX", "SIGMA_MIN", "HybridSegModel"]
 SIGMA_MAX = 80.0
 
 

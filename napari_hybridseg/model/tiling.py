@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .precond import SIGMA_MIN
+from ..data.prepare import SIGMA_MIN
+from .onnx_graph import padding
 
 Span = tuple[int, int]
 
@@ -35,17 +36,11 @@ Span = tuple[int, int]
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad the last two dims of (B, C, H, W) at the bottom/right up to a multiple.
 
-    Reflect padding, or replicate where the image is too small to reflect.
-    An image of a single multiple×multiple block is padded to two blocks wide,
-    so that the coarsest level holds more than one pixel (GroupNorm needs more
-    than one value per group). Returns the padded tensor and the original (H, W).
+    How much and how: :func:`.onnx_graph.padding`. Returns the padded tensor and the original (H, W).
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if h + ph == multiple and w + pw == multiple:
-        pw += multiple
+    ph, pw, mode = padding(h, w, multiple)
     if ph or pw:
-        mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, (h, w)
 
