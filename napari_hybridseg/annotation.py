@@ -320,8 +320,9 @@ class AnnotationSession:
     def refine_due(self) -> bool:
         return self.new_since_refine() >= int(self.settings["refine_every"])
 
-    def make_refine_job(self, threads: int | None = None) -> RefineJob:
-        """A job that fine-tunes the base model on all accepted masks (not just the newest)."""
+    def make_refine_job(self, threads: int | None = None, cancel: threading.Event | None = None) -> RefineJob:
+        """A job that fine-tunes the base model on all accepted masks (not just the newest); setting
+        ``cancel`` stops it. Reads every accepted image and loads the base model: call from a worker."""
         keys = self.store.accepted_keys()
         if not keys:
             raise ValueError("accept at least one mask before refining")
@@ -338,7 +339,7 @@ class AnnotationSession:
         if threads is None:
             threads = 1 if self.device.type == "cpu" else None
         return RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),
-                         device=self.device, threads=threads, parent_version=self.active_version)
+                         device=self.device, threads=threads, parent_version=self.active_version, cancel=cancel)
 
     def run_refine(self, job: RefineJob) -> RefineResult:
         """Train ``job`` (call from a worker thread), in a child process when ``refine_in_child_process``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,11 @@ def _predict_mask(session: AnnotationSession, key: str):
     return session.mask_for(key)
 
 
-def _refine_and_register(session: AnnotationSession, job):
-    """Train (in a child process), register the new version and load it for prediction, all off the GUI thread."""
+def _refine_and_register(session: AnnotationSession, cancel: threading.Event):
+    """Make the job (it reads the accepted images and loads the base model) and yield it to the viewer,
+    train it (in a child process), register the new version and load it for prediction: all off the GUI thread."""
+    job = session.make_refine_job(cancel=cancel)
+    yield job
     result = session.run_refine(job)
     version = session.finish_refine(job, result)
     if version is not None:
@@ -87,6 +91,15 @@ def _disagreement_map(session: AnnotationSession, key: str):
     return key, session.disagreement_map(key)
 
 
+def _abandon(workers: dict) -> None:
+    """The dock is gone (its viewer closed): stop its background work, whose results would reach deleted widgets."""
+    for worker, cancel in list(workers.items()):
+        worker.signals.blockSignals(True)
+        worker.quit()
+        if cancel is not None:
+            cancel.set()
+
+
 @functools.cache  # once per process, and once more when torch has been imported
 def _freeze_startup_objects(torch_loaded: bool) -> None:
     """Exempt everything alive now (napari, Qt, torch: millions of objects) from Python's cyclic garbage
@@ -109,6 +122,7 @@ class HybridSegDock(QWidget):
         self._mask_edited = False
         self._loading_mask = False
         self._refine_job = None
+        self._refine_cancel = threading.Event()  # set to stop the refinement in progress
         self._refine_worker = None
         self._refresh_worker = None
         self._predict_worker = None
@@ -116,6 +130,8 @@ class HybridSegDock(QWidget):
         self._score_worker = None
         self._map_worker = None
         self._prefetch_worker = None
+        self._workers: dict = {}  # running worker → the event that cancels it, if any
+        self.destroyed.connect(functools.partial(_abandon, self._workers))
         self._build_ui()
         self._poll = QTimer(self)
         self._poll.setInterval(150)
@@ -226,6 +242,12 @@ class HybridSegDock(QWidget):
                   self.export_zarr_button, self.export_png_button):
             w.setEnabled(enabled)
 
+    def _start_worker(self, worker, cancel: threading.Event | None = None) -> None:
+        workers = self._workers
+        workers[worker] = cancel
+        worker.finished.connect(lambda: workers.pop(worker, None))
+        worker.start()
+
     def say(self, message: str, level: str = "info") -> None:
         self.status.setText(message)
         {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
@@ -291,8 +313,7 @@ class HybridSegDock(QWidget):
         if self.session is None:
             return
         self._keep_draft()
-        if self._refine_job is not None:
-            self._refine_job.cancel()
+        self._refine_cancel.set()
         workers = (self._refine_worker, self._refresh_worker, self._predict_worker, self._score_worker,
                    self._map_worker, self._prefetch_worker)
         for worker in workers:
@@ -410,7 +431,7 @@ class HybridSegDock(QWidget):
         worker.errored.connect(lambda err: self.say(f"Prediction failed: {err}", "error"))
         worker.errored.connect(lambda _err: self._start_first_ranking())
         self._predict_worker = worker
-        worker.start()
+        self._start_worker(worker)
 
     def _show_mask(self, key: str, mask: np.ndarray, origin: str) -> None:
         if key != self.key:
@@ -434,7 +455,7 @@ class HybridSegDock(QWidget):
         worker.finished.connect(lambda worker=worker: self._prefetch_finished(worker))
         worker.errored.connect(lambda err: None)  # the image's own prediction reports any fault when it is shown
         self._prefetch_worker = worker
-        worker.start()
+        self._start_worker(worker)
 
     def _prefetch_finished(self, worker) -> None:
         if worker is self._prefetch_worker:
@@ -511,29 +532,34 @@ class HybridSegDock(QWidget):
     def start_refine(self) -> None:
         if self.session is None or self._refine_worker is not None:
             return
-        try:
-            job = self.session.make_refine_job()
-        except (OSError, ValueError) as err:
-            self.say(str(err), "warning")
+        if not self.session.store.accepted_keys():
+            self.say("Accept at least one mask before refining.", "warning")
             return
-        self._refine_job = job
+        self._refine_cancel = threading.Event()
         self.loss_plot.clear()
-        self.progress.setRange(0, job.train_config.steps)
         self.progress.setValue(0)
-        self.progress.setFormat(f"refining on {len(job.labelled)} images: %v/%m steps")
+        self.progress.setFormat("preparing the refinement…")
         self.refine_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        worker = create_worker(_refine_and_register, self.session, job)
+        worker = create_worker(_refine_and_register, self.session, self._refine_cancel)
+        worker.yielded.connect(self._refine_started)
         worker.returned.connect(self._refine_finished)
         worker.errored.connect(self._refine_errored)
         self._refine_worker = worker
+        self._start_worker(worker, self._refine_cancel)
+
+    def _refine_started(self, job) -> None:
+        self._refine_job = job
+        self.progress.setRange(0, job.train_config.steps)
+        self.progress.setValue(0)
+        if not job.cancelled:
+            self.progress.setFormat(f"refining on {len(job.labelled)} images: %v/%m steps")
         self._poll.start()
-        worker.start()
         self.status.setText(f"Refining on {len(job.labelled)} accepted images in the background; keep working.")
 
     def cancel_refine(self) -> None:
-        if self._refine_job is not None:
-            self._refine_job.cancel()
+        if self._refine_worker is not None:
+            self._refine_cancel.set()
             self.cancel_button.setEnabled(False)
             self.progress.setFormat("cancelling…")
 
@@ -586,7 +612,7 @@ class HybridSegDock(QWidget):
         self._stop_scoring(f"Will rank the images by {self.session.version_label()} once its predictions are made.")
         worker.finished.connect(lambda worker=worker: self._refresh_finished(worker))
         self._refresh_worker = worker
-        worker.start()
+        self._start_worker(worker)
         if self.key is not None and not self._mask_edited and self.session.store.record(self.key).state != "accepted":
             self._predict_in_background(self.key)
 
@@ -617,7 +643,7 @@ class HybridSegDock(QWidget):
         worker.finished.connect(lambda worker=worker: self._scoring_finished(worker))
         worker.errored.connect(lambda err: self.say(f"Scoring the images failed: {err}", "error"))
         self._score_worker = worker
-        worker.start()
+        self._start_worker(worker)
         self._request_map()  # the map of the new model
 
     def _show_ranking(self) -> None:
@@ -652,7 +678,7 @@ class HybridSegDock(QWidget):
         worker.returned.connect(lambda result, worker=worker: self._map_ready(worker, *result))
         worker.errored.connect(lambda err: self.say(f"The disagreement map failed: {err}", "error"))
         self._map_worker = worker
-        worker.start()
+        self._start_worker(worker)
 
     def _map_ready(self, worker, key: str, pixel_map: np.ndarray) -> None:
         if worker is self._map_worker and key == self.key and self.suggestions.show_map.isChecked():

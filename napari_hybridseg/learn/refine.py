@@ -47,6 +47,7 @@ class RefineJob:
         device: torch.device | str = "cpu",
         threads: int | None = 1,
         parent_version: str | None = None,
+        cancel: threading.Event | None = None,
     ):
         self.base_model = base_model
         self.base_metadata = base_metadata
@@ -57,7 +58,8 @@ class RefineJob:
         self.threads = threads
         self.parent_version = parent_version  # the model version that was active when the job started
         self.updates: queue.Queue[StepLog] = queue.Queue()
-        self._cancel = threading.Event()
+        #: setting it stops the run; pass one in to cancel a job before it has reached you
+        self._cancel = cancel if cancel is not None else threading.Event()
 
     def __getstate__(self) -> dict[str, Any]:
         """For a child process (see :mod:`.refine_process`): the queue and flag stay in this process."""

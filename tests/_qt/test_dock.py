@@ -233,3 +233,42 @@ def test_the_next_image_is_predicted_ahead_so_moving_there_shows_its_mask_at_onc
     assert dock.key == keys[1] and viewer.layers[MASK_LAYER].editable  # no placeholder, no waiting
     assert "prediction of shipped default" in dock.status.text()
     dock.close_project()
+
+
+def test_refine_is_prepared_off_the_gui_thread_and_cancelling_meanwhile_keeps_the_model(
+        make_napari_viewer, qtbot, image_folder, monkeypatch):
+    """Making the job reads every accepted image and loads the base model (up to 100 ms): a worker does
+    it. A cancel that comes before the job reaches the viewer still stops it."""
+    import threading
+
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    store = dock.session.store
+    store.update_settings(refine_every=99, **FAST_REFINE)
+    wait_for_prediction(qtbot, dock)
+    dock.accept()
+    made_on, release = [], threading.Event()
+    make_job = AnnotationSession.make_refine_job
+
+    def slow_make_job(session, *args, **kwargs):
+        made_on.append(threading.current_thread() is threading.main_thread())
+        release.wait(30)
+        return make_job(session, *args, **kwargs)
+
+    monkeypatch.setattr(AnnotationSession, "make_refine_job", slow_make_job)
+    dock.start_refine()
+    qtbot.waitUntil(lambda: bool(made_on), timeout=10_000)
+    assert made_on == [False]
+    assert dock.cancel_button.isEnabled()
+    dock.cancel_refine()  # the job has not reached the viewer yet
+    release.set()
+    qtbot.waitUntil(lambda: dock._refine_worker is None, timeout=60_000)
+    assert store.active_model is None, "a cancelled refinement activates nothing"
+    assert dock.refine_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot, image_folder):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    dock.start_refine()
+    assert dock._refine_worker is None
+    assert "Accept at least one mask" in dock.status.text()
+    # no close_project: the viewer closes while the first ranking runs, and nothing may reach the deleted dock
