@@ -11,7 +11,9 @@ the rest of the pool, and so on up to ``max_labels``. Strategies:
 * ``random``: the labelled subsets of the label-efficiency benchmark (``choose_subset``).
 
 Runs are appended to ``<work>/records.jsonl`` and the latest model of each
-trajectory is kept, so an interrupted benchmark resumes.
+trajectory is kept (or made again from the records), so an interrupted
+benchmark resumes; copying the records into a new ``<work>`` resumes it on
+another machine.
 
     python -m training.active_learning                       # rounds of 5 to 20 and of 1 to 5, 5 seeds
     python -m training.active_learning --quick --pool ...    # the pipeline on a tiny budget
@@ -86,14 +88,23 @@ def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Samp
     latest = work / "models" / f"{name}.safetensors"
     done = [r for r in records.rows if (r["strategy"], r["round_size"], r["seed"]) == (strategy, schedule.round_size, seed)]
     labelled = list(max(done, key=lambda r: r["n_labels"])["labelled_ids"]) if done else []
-    current = load_checkpoint(latest) if done and latest.exists() else base
     by_id = {s.id: s for s in pool}
+
+    def fine_tuned() -> tuple:
+        train_config = default_finetune_train_config(steps=budget.finetune_steps, batch_size=budget.batch_size,
+                                                     crop_size=budget.crop, seed=1000 * seed + len(labelled))
+        return finetune(*base, [by_id[i] for i in labelled], train_config)[:2]
+
+    if not done:
+        current = base
+    elif latest.exists():
+        current = load_checkpoint(latest)
+    else:  # resumed from the records alone (another machine): the last round's model, made again
+        current = fine_tuned()
     while len(labelled) < schedule.max_labels:
         started = time.perf_counter()
         labelled += choose(strategy, current, pool, labelled, schedule.round_size, seed)
-        train_config = default_finetune_train_config(steps=budget.finetune_steps, batch_size=budget.batch_size,
-                                                     crop_size=budget.crop, seed=1000 * seed + len(labelled))
-        model, meta, _ = finetune(*base, [by_id[i] for i in labelled], train_config)
+        model, meta = fine_tuned()
         scores = evaluate(Segmenter(model, meta), test)
         current = (model, meta)
         save_checkpoint(latest, model, meta)

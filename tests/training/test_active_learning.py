@@ -5,7 +5,8 @@ import json
 from training import active_learning
 
 
-def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root, tiny_checkpoint, tmp_path, capsys):
+def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root, tiny_checkpoint, tmp_path, capsys,
+                                                               monkeypatch):
     args = ["--quick", "--data", str(tiny_sample_root), "--target", "synth", "--source-model", str(tiny_checkpoint),
             "--threads", "1", "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
             "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
@@ -29,3 +30,26 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
     capsys.readouterr()
     assert active_learning.main(args) == 0  # resumes: everything is recorded, nothing is trained
     assert "Dice" not in capsys.readouterr().out
+
+    # on another machine only the records come along: the last models are made again, then it goes on
+    import shutil
+
+    shutil.rmtree(tmp_path / "work" / "models")
+    records_path = tmp_path / "work" / "records.jsonl"
+    first_rounds = [line for line in records_path.read_text().splitlines() if json.loads(line)["n_labels"] == 1]
+    records_path.write_text("\n".join(first_rounds) + "\n")
+    chosen_with = []
+    choose = active_learning.choose
+
+    def recording_choose(strategy, model_and_meta, pool, labelled, *rest):
+        chosen_with.append("finetuning" in model_and_meta[1])  # the model fine-tuned on ``labelled``
+        return choose(strategy, model_and_meta, pool, labelled, *rest)
+
+    monkeypatch.setattr(active_learning, "choose", recording_choose)
+    assert active_learning.main(args) == 0
+    assert chosen_with and all(chosen_with)
+    resumed = [json.loads(line) for line in records_path.read_text().splitlines()]
+    assert {(r["strategy"], r["seed"], r["n_labels"]) for r in resumed} == runs
+    first = {(r["strategy"], r["seed"]): r["labelled_ids"] for r in resumed if r["n_labels"] == 1}
+    for r in resumed:
+        assert r["labelled_ids"][:1] == first[(r["strategy"], r["seed"])]
