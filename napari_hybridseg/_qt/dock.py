@@ -618,6 +618,7 @@ class HybridSegDock(QWidget):
 
     def _refresh_finished(self, worker) -> None:
         if worker is self._refresh_worker:
+            self._refresh_worker = None
             self._start_scoring()
 
     def _prediction_refreshed(self, key: str) -> None:
