@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from ..annotation import EDITED, AnnotationSession
 from ..export import export_ome_zarr, export_png
 from ..project import ProjectStore
+from .layer_pixels import show_pixels
 from .loss_plot import LossPlot
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
 
@@ -409,11 +410,11 @@ class HybridSegDock(QWidget):
             self._predict_in_background(key)
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
         if IMAGE_LAYER in self.viewer.layers and self.viewer.layers[IMAGE_LAYER].rgb == rgb:
-            self.viewer.layers[IMAGE_LAYER].data = image
+            show_pixels(self.viewer.layers[IMAGE_LAYER], image)
         else:
             if IMAGE_LAYER in self.viewer.layers:
                 self.viewer.layers.remove(IMAGE_LAYER)
-            self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb)
+            self.viewer.add_image(np.array(image), name=IMAGE_LAYER, rgb=rgb)  # a copy it owns: see show_pixels
             if MASK_LAYER in self.viewer.layers:  # keep the mask above the image
                 self.viewer.layers.move(self.viewer.layers.index(MASK_LAYER), len(self.viewer.layers))
         if not stale:
@@ -469,9 +470,9 @@ class HybridSegDock(QWidget):
         try:
             if MASK_LAYER in self.viewer.layers:
                 layer = self.viewer.layers[MASK_LAYER]
-                layer.data = mask
+                show_pixels(layer, mask)
             else:
-                layer = self.viewer.add_labels(mask, name=MASK_LAYER, opacity=0.5)
+                layer = self.viewer.add_labels(np.array(mask), name=MASK_LAYER, opacity=0.5)
                 layer.events.paint.connect(self._on_paint)
                 layer.events.data.connect(self._on_paint)
             layer.editable = editable

@@ -272,3 +272,26 @@ def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot,
     assert dock._refine_worker is None
     assert "Accept at least one mask" in dock.status.text()
     # no close_project: the viewer closes while the first ranking runs, and nothing may reach the deleted dock
+
+
+def test_moving_on_copies_into_the_same_layers_and_undo_stays_with_its_image(make_napari_viewer, qtbot, image_folder,
+                                                                            MouseEvent):
+    """Assigning layer.data makes napari rebuild the labels shader on every move; the pixels are copied in."""
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    image_layer, mask_layer = viewer.layers[IMAGE_LAYER], viewer.layers[MASK_LAYER]
+    image_array, mask_array = image_layer.data, mask_layer.data
+    brush_stroke(mask_layer, (20, 20), (20, 60), 7, MouseEvent)
+    qtbot.waitUntil(lambda: dock._prefetch_worker is None, timeout=60_000)
+    assert not dock.session.is_stale(dock.session.keys()[1]), "predicted ahead: shown at once, layer stays editable"
+    dock.next_image()
+    assert viewer.layers[IMAGE_LAYER] is image_layer and viewer.layers[MASK_LAYER] is mask_layer
+    assert image_layer.data is image_array and mask_layer.data is mask_array
+    np.testing.assert_array_equal(image_layer.data, dock.session.store.read_image(dock.key))
+    shown = np.array(mask_layer.data)
+    np.testing.assert_array_equal(shown, dock.session.mask_for(dock.key)[0])
+    mask_layer.undo()  # the stroke belonged to the previous image: nothing to undo here
+    np.testing.assert_array_equal(mask_layer.data, shown)
+    dock.previous_image()
+    assert (mask_layer.data[20, 22:58] == 7).all(), "the previous image keeps its stroke (as a draft)"
+    dock.close_project()
