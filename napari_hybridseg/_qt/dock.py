@@ -40,6 +40,7 @@ MASK_LAYER = "hybridseg mask"
 MASK_DTYPE = np.uint16
 STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
+STATUS_LINES = 4
 
 
 def _one_torch_thread(only_if_loaded: bool = False) -> None:
@@ -234,6 +235,9 @@ class HybridSegDock(QWidget):
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # a fixed height: a message that wraps differently must not re-lay out (and repaint) the whole window
+        self.status.setFixedHeight(self.status.fontMetrics().lineSpacing() * STATUS_LINES + 4)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -251,6 +255,7 @@ class HybridSegDock(QWidget):
 
     def say(self, message: str, level: str = "info") -> None:
         self.status.setText(message)
+        self.status.setToolTip(message)  # in full, should it need more than STATUS_LINES lines
         {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
 
     # ------------------------------------------------------------------ opening

@@ -3,15 +3,15 @@
 pyqtgraph draws a new point in about a millisecond (matplotlib's Agg redraw of
 the axes took 30–150 ms on the GUI thread while a refinement shared the CPU).
 It is imported on a background thread by :meth:`LossPlot.warm_up` once the
-viewer has something to show, so neither napari's start-up nor the first
-refinement waits for it; the plot is built when the first refinement starts.
+viewer has something to show, and the plot is built right after, so neither
+napari's start-up nor the first refinement waits for it.
 """
 
 from __future__ import annotations
 
 import threading
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 HEIGHT = 170
@@ -40,10 +40,16 @@ class LossPlot(QWidget):
         self._layout.addWidget(self.placeholder)
 
     def warm_up(self) -> None:
-        """Import pyqtgraph off the GUI thread, so the first refinement does not stall the viewer."""
+        """Import pyqtgraph off the GUI thread, then build the plot: done before the first refinement,
+        whose start would otherwise stall the viewer with the import, the widget swap and its first paint."""
         if self.plot is None and not self._warming:
             self._warming = True
-            threading.Thread(target=_import_pyqtgraph, name="import pyqtgraph", daemon=True).start()
+            importer = threading.Thread(target=_import_pyqtgraph, name="import pyqtgraph", daemon=True)
+            importer.start()
+            poll = QTimer(self)
+            poll.setInterval(100)
+            poll.timeout.connect(lambda: importer.is_alive() or (poll.stop(), self._ensure_plot()))
+            poll.start()
 
     def _ensure_plot(self) -> None:
         if self.plot is not None:
