@@ -264,6 +264,7 @@ def test_refine_is_prepared_off_the_gui_thread_and_cancelling_meanwhile_keeps_th
     qtbot.waitUntil(lambda: dock._refine_worker is None, timeout=60_000)
     assert store.active_model is None, "a cancelled refinement activates nothing"
     assert dock.refine_button.isEnabled() and not dock.cancel_button.isEnabled()
+    dock.close_project()
 
 
 def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot, image_folder):
@@ -271,7 +272,7 @@ def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot,
     dock.start_refine()
     assert dock._refine_worker is None
     assert "Accept at least one mask" in dock.status.text()
-    # no close_project: the viewer closes while the first ranking runs, and nothing may reach the deleted dock
+    dock.close_project()
 
 
 def test_moving_on_copies_into_the_same_layers_and_undo_stays_with_its_image(make_napari_viewer, qtbot, image_folder,
