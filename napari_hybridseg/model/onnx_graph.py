@@ -14,6 +14,7 @@ here and from a live model in :mod:`.onnx_engine`, so both find the same file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -113,22 +114,15 @@ class GraphSegmenter:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, threads: int,
                         cache_dir: Path | None = ...) -> "GraphSegmenter | None":
-        from safetensors.numpy import load_file
-
-        from .checkpoint import read_metadata
-
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             return None
-        metadata = read_metadata(path)  # raises CheckpointError for a file that is not a checkpoint
-        try:
-            tensors = load_file(str(path))
-            architecture = {k: v for k, v in metadata["architecture"].items() if k != "name"}  # as UNetConfig's
-            key = graph_key(architecture, metadata["image_channels"], metadata["n_classes"],
-                            metadata["normalisation"]["sigma_data"], tensors.items())
-        except Exception:  # damaged: loading it through torch says why
+        stat = os.stat(path)
+        known = _checkpoint_graph_key(str(path), stat.st_size, stat.st_mtime_ns)
+        if known is None:
             return None
+        metadata, key = known
         graph = find_graph(key, default_cache_dir() if cache_dir is ... else cache_dir)
         if graph is None:
             return None
@@ -149,3 +143,21 @@ class GraphSegmenter:
         sigma = np.full((1,), SIGMA_MIN, dtype=np.float32)
         _, logits = self.session.run(None, {"x": np.ascontiguousarray(x[None], dtype=np.float32), "sigma": sigma})
         return logits[0, :, :h, :w].argmax(0).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)  # the foreground and background segmenters of a version read the file once
+def _checkpoint_graph_key(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], str] | None:
+    """A checkpoint's metadata and graph key (``size`` and ``mtime_ns`` tell a rewritten file); None if damaged."""
+    from safetensors.numpy import load_file
+
+    from .checkpoint import read_metadata
+
+    metadata = read_metadata(path)  # raises CheckpointError for a file that is not a checkpoint
+    try:
+        tensors = load_file(path)
+        architecture = {k: v for k, v in metadata["architecture"].items() if k != "name"}  # as UNetConfig's
+        key = graph_key(architecture, metadata["image_channels"], metadata["n_classes"],
+                        metadata["normalisation"]["sigma_data"], tensors.items())
+    except Exception:  # damaged: loading it through torch says why
+        return None
+    return metadata, key
