@@ -34,6 +34,7 @@ from ..project import ProjectStore
 from .layer_pixels import show_pixels
 from .loss_plot import LossPlot
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
+from .viewer_close import on_viewer_closing
 
 IMAGE_LAYER = "hybridseg image"
 MASK_LAYER = "hybridseg mask"
@@ -41,6 +42,7 @@ MASK_DTYPE = np.uint16
 STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 STATUS_LINES = 4
+DRAFT_SAVE_DELAY_MS = 1500  # an unaccepted edit is kept this long after the last brush stroke
 
 
 def _one_torch_thread(only_if_loaded: bool = False) -> None:
@@ -138,6 +140,12 @@ class HybridSegDock(QWidget):
         self._poll = QTimer(self)
         self._poll.setInterval(150)
         self._poll.timeout.connect(self._drain_training_updates)
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
+        self._draft_timer.timeout.connect(self._keep_draft)
+        self.viewer.layers.events.removing.connect(self._layer_removing)
+        on_viewer_closing(self.viewer, canvas_closing=self._viewer_closed, window_closing=self._keep_draft)
         for key, action in ((ACCEPT_KEY, self.accept), (NEXT_KEY, self.next_image), (PREVIOUS_KEY, self.previous_image)):
             self.viewer.bind_key(key, lambda _viewer, action=action: action(), overwrite=True)
         self._set_enabled(False)
@@ -394,6 +402,7 @@ class HybridSegDock(QWidget):
         self.image_list.blockSignals(False)
 
     def _keep_draft(self) -> None:
+        self._draft_timer.stop()
         if self.session is not None and self.key is not None and self._mask_edited and MASK_LAYER in self.viewer.layers:
             self.session.save_draft(self.key, self.viewer.layers[MASK_LAYER].data)
             self._mask_edited = False
@@ -489,6 +498,17 @@ class HybridSegDock(QWidget):
     def _on_paint(self, event=None) -> None:
         if not self._loading_mask:
             self._mask_edited = True
+            self._draft_timer.start()  # kept even if napari or the machine goes down before the user moves on
+
+    def _layer_removing(self, event) -> None:
+        if self.viewer.layers[event.index].name == MASK_LAYER:  # the user deletes it, or the viewer closes
+            self._keep_draft()
+
+    def _viewer_closed(self) -> None:
+        """napari is tearing the viewer down: keep the edit, stop the background work, drop its late results."""
+        _abandon(self._workers)
+        self.close_project()
+        self._workers.clear()  # their finished signals are blocked: nothing else forgets them
 
     def next_image(self) -> None:
         if self.session is not None:

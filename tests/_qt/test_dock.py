@@ -296,3 +296,58 @@ def test_moving_on_copies_into_the_same_layers_and_undo_stays_with_its_image(mak
     dock.previous_image()
     assert (mask_layer.data[20, 22:58] == 7).all(), "the previous image keeps its stroke (as a draft)"
     dock.close_project()
+
+
+def saved_draft(folder, key):
+    """The unaccepted edit of ``key`` as a new process would find it on disk, or None."""
+    store = ProjectStore.open(folder)
+    stored = store.prediction(key)
+    return stored[0] if stored is not None and stored[1] == "edited" else None
+
+
+def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_napari_viewer, qtbot, image_folder,
+                                                                           MouseEvent, monkeypatch):
+    """Viewer.close() removes the layers, then tears down the Qt side: a prediction that finishes after that
+    must not reach the closed viewer, and the edit the user had not accepted yet is kept."""
+    import threading
+
+    from napari_hybridseg._qt import dock as dock_module
+
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    qtbot.waitUntil(lambda: dock._prefetch_worker is None, timeout=60_000)
+    first = dock.key
+    brush_stroke(viewer.layers[MASK_LAYER], (30, 30), (30, 70), 4, MouseEvent)
+    edited = np.array(viewer.layers[MASK_LAYER].data)
+
+    started, release = threading.Event(), threading.Event()
+    predict = dock_module._predict_mask
+
+    def slow_predict(session, key):
+        started.set()
+        release.wait(30)
+        return predict(session, key)
+
+    monkeypatch.setattr(dock_module, "_predict_mask", slow_predict)
+    dock._predict_in_background(first)  # as after a refinement, when the image shown is predicted again
+    assert started.wait(10)
+    threading.Timer(0.5, release.set).start()  # finishes while napari is closing
+    viewer.close()
+    qtbot.wait(1500)  # any late result is delivered now; pytest-qt fails the test on an exception in a slot
+    assert dock.session is None
+    assert MASK_LAYER not in viewer.layers and IMAGE_LAYER not in viewer.layers, "nothing reached the closed viewer"
+
+    assert np.array_equal(saved_draft(image_folder, first), edited), "the unaccepted edit is kept"
+
+
+def test_an_unaccepted_edit_is_kept_shortly_after_the_stroke(make_napari_viewer, qtbot, image_folder, MouseEvent):
+    """Kept without moving on, so that a crash or a power cut a few seconds later loses nothing."""
+    from napari_hybridseg._qt.dock import DRAFT_SAVE_DELAY_MS
+
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    brush_stroke(viewer.layers[MASK_LAYER], (12, 12), (12, 50), 6, MouseEvent)
+    edited = np.array(viewer.layers[MASK_LAYER].data)
+    qtbot.waitUntil(lambda: saved_draft(image_folder, dock.key) is not None, timeout=DRAFT_SAVE_DELAY_MS + 10_000)
+    assert np.array_equal(saved_draft(image_folder, dock.key), edited)
+    dock.close_project()
