@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from ..annotation import EDITED, AnnotationSession
 from ..export import export_ome_zarr, export_png
 from ..project import ProjectStore
+from .gui_thread_gc import GuiThreadGarbageCollector
 from .layer_pixels import show_pixels
 from .loss_plot import LossPlot
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
@@ -135,6 +136,7 @@ class HybridSegDock(QWidget):
         self._map_worker = None
         self._prefetch_worker = None
         self._workers: dict = {}  # running worker → the event that cancels it, if any
+        self._garbage_collector = GuiThreadGarbageCollector(self)  # never in a worker thread: see its module
         self.destroyed.connect(functools.partial(_abandon, self._workers))
         self._build_ui()
         self._poll = QTimer(self)
@@ -509,6 +511,7 @@ class HybridSegDock(QWidget):
         _abandon(self._workers)
         self.close_project()
         self._workers.clear()  # their finished signals are blocked: nothing else forgets them
+        self._garbage_collector.stop()
 
     def next_image(self) -> None:
         if self.session is not None:

@@ -309,6 +309,7 @@ def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_
                                                                            MouseEvent, monkeypatch):
     """Viewer.close() removes the layers, then tears down the Qt side: a prediction that finishes after that
     must not reach the closed viewer, and the edit the user had not accepted yet is kept."""
+    import gc
     import threading
 
     from napari_hybridseg._qt import dock as dock_module
@@ -335,6 +336,7 @@ def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_
     viewer.close()
     qtbot.wait(1500)  # any late result is delivered now; pytest-qt fails the test on an exception in a slot
     assert dock.session is None
+    assert gc.isenabled(), "Python collects garbage by itself again (the dock collected it on the GUI thread)"
     assert MASK_LAYER not in viewer.layers and IMAGE_LAYER not in viewer.layers, "nothing reached the closed viewer"
 
     assert np.array_equal(saved_draft(image_folder, first), edited), "the unaccepted edit is kept"
