@@ -95,6 +95,8 @@ def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Samp
                                                      crop_size=budget.crop, seed=1000 * seed + len(labelled))
         return finetune(*base, [by_id[i] for i in labelled], train_config)[:2]
 
+    if len(labelled) >= schedule.max_labels:
+        return  # finished: no model to make again
     if not done:
         current = base
     elif latest.exists():

@@ -35,6 +35,11 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
     import shutil
 
     shutil.rmtree(tmp_path / "work" / "models")
+    from napari_hybridseg.learn import finetune as finetune_module
+
+    with monkeypatch.context() as patched:
+        patched.setattr(finetune_module, "finetune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+        assert active_learning.main(args) == 0  # finished trajectories: no model is made again
     records_path = tmp_path / "work" / "records.jsonl"
     first_rounds = [line for line in records_path.read_text().splitlines() if json.loads(line)["n_labels"] == 1]
     records_path.write_text("\n".join(first_rounds) + "\n")
