@@ -3,11 +3,10 @@
 CPython runs a collection in whichever thread happens to allocate past the
 threshold: with the dock's workers (prediction, ranking, the refinement's
 reports) allocating all the time, that is often a worker thread, and a Qt
-object caught in a reference cycle is then destroyed there while the GUI thread
-may be painting it (a crash: "QPaintDevice: Cannot destroy paint device that is
-being painted", then a segmentation fault). pyqtgraph's ``GarbageCollector``
-does the same for the same reason; this one also gives automatic collection
-back when the dock goes, and reacts quickly (every 100 ms).
+object caught in a reference cycle would then be destroyed there, outside the
+thread that owns it, which Qt does not allow (it may crash). pyqtgraph's
+``GarbageCollector`` exists for the same reason; this one also gives automatic
+collection back when the dock goes, and looks every 100 ms.
 """
 
 from __future__ import annotations
