@@ -83,11 +83,13 @@ def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Samp
     from napari_hybridseg.model.checkpoint import load_checkpoint, save_checkpoint
     from napari_hybridseg.model.inference import Segmenter
 
+    done = [r for r in records.rows if (r["strategy"], r["round_size"], r["seed"]) == (strategy, schedule.round_size, seed)]
+    labelled = list(max(done, key=lambda r: r["n_labels"])["labelled_ids"]) if done else []
+    if len(labelled) >= schedule.max_labels:
+        return  # finished: no model to load or make again
     base = load_checkpoint(source)
     name = f"{strategy}-r{schedule.round_size}-s{seed}"
     latest = work / "models" / f"{name}.safetensors"
-    done = [r for r in records.rows if (r["strategy"], r["round_size"], r["seed"]) == (strategy, schedule.round_size, seed)]
-    labelled = list(max(done, key=lambda r: r["n_labels"])["labelled_ids"]) if done else []
     by_id = {s.id: s for s in pool}
 
     def fine_tuned() -> tuple:
@@ -95,8 +97,6 @@ def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Samp
                                                      crop_size=budget.crop, seed=1000 * seed + len(labelled))
         return finetune(*base, [by_id[i] for i in labelled], train_config)[:2]
 
-    if len(labelled) >= schedule.max_labels:
-        return  # finished: no model to make again
     if not done:
         current = base
     elif latest.exists():

@@ -13,7 +13,7 @@ from qtpy.QtCore import Qt
 
 from napari_hybridseg._qt.dock import IMAGE_LAYER, MASK_LAYER, HybridSegDock
 from napari_hybridseg._qt.suggestions import DISAGREEMENT_LAYER
-from napari_hybridseg.annotation import AnnotationSession
+from napari_hybridseg.annotation import EDITED, AnnotationSession
 from napari_hybridseg.data.io import read_mask
 from napari_hybridseg.project import ProjectStore
 from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
@@ -302,7 +302,7 @@ def saved_draft(folder, key):
     """The unaccepted edit of ``key`` as a new process would find it on disk, or None."""
     store = ProjectStore.open(folder)
     stored = store.prediction(key)
-    return stored[0] if stored is not None and stored[1] == "edited" else None
+    return stored[0] if stored is not None and stored[1] == EDITED else None
 
 
 def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_napari_viewer, qtbot, image_folder,
