@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.results_dir / f"{name}.json"
     json_path.write_text(json.dumps({"target": args.target, "command": command, "machine": info, "results": results}, indent=1) + "\n")
     plot(records.rows, args.results_dir / f"{name}.png")
+    report.save_records(records.rows, args.results_dir, name)
     compute_h = sum(r["seconds"] for r in records.rows) / 3600
     body = "\n\n".join(summary_markdown(records.rows, s.round_size) for s in budget.schedules)
     body += (f"\n\n![](benchmarks/results/{name}.png)\n\nCompute: {compute_h:.2f} h over {len(records.rows)} rounds "

@@ -64,7 +64,9 @@ class Budget:
     ceiling_seeds: int = 1
     max_test_images: int | None = None
     base_channels: int = 16
-    clean_fraction: float = 0.25  # share of each hybrid pretraining batch at σ_min
+    # Share of each hybrid pretraining batch at σ_min. 0.5 over 0.25: zero-shot Dice on CHASE pool 0.717 vs 0.595
+    # and on DRIVE val 0.795 vs 0.775 (stop 8, validation splits only).
+    clean_fraction: float = 0.5
     invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
 
     @property
@@ -391,6 +393,7 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / f"{section}.json"
     json_path.write_text(json.dumps(out, indent=1) + "\n")
+    report.save_records(records.rows, results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
     timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
               f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")

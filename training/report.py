@@ -48,6 +48,15 @@ def write_json(name: str, data: Any) -> Path:
     return path
 
 
+def save_records(rows: list[dict[str, Any]], results_dir: Path, name: str) -> Path:
+    """Keep a benchmark's raw records (one JSON line per run) beside its results, so a committed result can be
+    rebuilt, extended or resumed on another machine (copy the file to ``<work>/records.jsonl``)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}_records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appending it if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -26,6 +26,8 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
         trajectories[(r["strategy"], r["seed"])] = r["labelled_ids"]
     assert "disagreement − entropy" in (tmp_path / "BENCHMARKS.md").read_text()
     assert (tmp_path / "results" / "active_learning_quick.png").stat().st_size > 1000
+    kept = (tmp_path / "results" / "active_learning_quick_records.jsonl").read_text()
+    assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
 
     capsys.readouterr()
     assert active_learning.main(args) == 0  # resumes: everything is recorded, nothing is trained

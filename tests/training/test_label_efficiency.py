@@ -47,6 +47,8 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     for r in records:
         subsets.setdefault((r["n_labels"], r["seed"]), set()).add(tuple(r["labelled_ids"]))
     assert all(len(s) == 1 for s in subsets.values())
+    kept = (tmp_path / "benchmarks" / "results" / "label_efficiency_quick_records.jsonl").read_text()
+    assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
 
     assert (tmp_path / "benchmarks" / "results" / "label_efficiency_quick_synth.png").stat().st_size > 1000
     md = (tmp_path / "BENCHMARKS.md").read_text()
