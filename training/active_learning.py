@@ -13,10 +13,14 @@ the rest of the pool, and so on up to ``max_labels``. Strategies:
 Runs are appended to ``<work>/records.jsonl`` and the latest model of each
 trajectory is kept (or made again from the records), so an interrupted
 benchmark resumes; copying the records into a new ``<work>`` resumes it on
-another machine.
+another machine. Processes given disjoint ``--seeds`` may share one ``<work>``
+(each appends whole lines); ``--report-only`` then tables all of them.
 
     python -m training.active_learning                       # rounds of 5 to 20 and of 1 to 5, 5 seeds
-    python -m training.active_learning --quick --pool ...    # the pipeline on a tiny budget
+    python -m training.active_learning --threads 1 --seeds 0 1 &   # the same, as two processes
+    python -m training.active_learning --threads 1 --seeds 2 3 4; wait
+    python -m training.active_learning --report-only
+    python -m training.active_learning --quick               # the pipeline on a tiny budget
 """
 
 from __future__ import annotations
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-model", type=Path, help="default: the shipped model")
     p.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="run only these seeds (default: all); lets several processes share one benchmark")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS)
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         pool = load_domain(args.data, args.target, "pool")
         test = load_domain(args.data, args.target, "test")[: budget.max_test_images]
         for schedule in budget.schedules:
-            for seed in range(budget.seeds):
+            for seed in args.seeds if args.seeds is not None else range(budget.seeds):
                 for strategy in args.strategies:
                     run_trajectory(strategy, schedule, seed, pool, test, budget, records, work, source)
     name = "active_learning" + ("_quick" if args.quick else "")

@@ -5,11 +5,15 @@ import json
 from training import active_learning
 
 
-def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root, tiny_checkpoint, tmp_path, capsys,
-                                                               monkeypatch):
-    args = ["--quick", "--data", str(tiny_sample_root), "--target", "synth", "--source-model", str(tiny_checkpoint),
+def quick_args(data_root, checkpoint, tmp_path) -> list[str]:
+    return ["--quick", "--data", str(data_root), "--target", "synth", "--source-model", str(checkpoint),
             "--threads", "1", "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
             "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
+
+
+def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root, tiny_checkpoint, tmp_path, capsys,
+                                                               monkeypatch):
+    args = quick_args(tiny_sample_root, tiny_checkpoint, tmp_path)
     assert active_learning.main(args) == 0
 
     data = json.loads((tmp_path / "results" / "active_learning_quick.json").read_text())
@@ -60,3 +64,12 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
     first = {(r["strategy"], r["seed"]): r["labelled_ids"] for r in resumed if r["n_labels"] == 1}
     for r in resumed:
         assert r["labelled_ids"][:1] == first[(r["strategy"], r["seed"])]
+
+
+def test_seeds_option_runs_only_the_given_seeds(tiny_sample_root, tiny_checkpoint, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(active_learning, "run_trajectory",
+                        lambda strategy, schedule, seed, *rest: ran.append((strategy, seed)))
+    args = quick_args(tiny_sample_root, tiny_checkpoint, tmp_path) + ["--seeds", "1", "--strategies", "random", "entropy"]
+    assert active_learning.main(args) == 0
+    assert ran == [("random", 1), ("entropy", 1)]
