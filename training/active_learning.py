@@ -59,10 +59,12 @@ class Budget:
     seeds: int = 5
     schedules: tuple[Schedule, ...] = (Schedule(5, 20), Schedule(1, 5))
     max_test_images: int | None = None
+    goal_labels: int = 10  # the goal: disagreement reaches random's Dice at this many labels with fewer
 
 
 FULL = Budget()
-QUICK = Budget(finetune_steps=4, batch_size=2, crop=32, seeds=2, schedules=(Schedule(1, 2),), max_test_images=2)
+QUICK = Budget(finetune_steps=4, batch_size=2, crop=32, seeds=2, schedules=(Schedule(1, 2),), max_test_images=2,
+               goal_labels=2)
 
 
 def choose(strategy: str, model_and_meta, pool: list[Sample], labelled: list[str], k: int, seed: int) -> list[str]:
@@ -121,11 +123,48 @@ def run_trajectory(strategy: str, schedule: Schedule, seed: int, pool: list[Samp
         print(f"{name}: {len(labelled)} labels, Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
 
 
-def summary_markdown(rows: list[dict[str, Any]], round_size: int) -> str:
-    rows = [r for r in rows if r["round_size"] == round_size]
+def by_cell(rows: list[dict[str, Any]], round_size: int) -> dict[tuple[str, int], dict[int, dict]]:
+    """``{(strategy, n_labels): {seed: record}}`` for one round size."""
     cell: dict[tuple[str, int], dict[int, dict]] = {}
     for r in rows:
-        cell.setdefault((r["strategy"], r["n_labels"]), {})[r["seed"]] = r
+        if r["round_size"] == round_size:
+            cell.setdefault((r["strategy"], r["n_labels"]), {})[r["seed"]] = r
+    return cell
+
+
+def paired(a: dict[int, dict], b: dict[int, dict]):
+    """Paired interval of ``a − b`` over the seeds both have run, or None."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    return paired_bootstrap(np.array([a[s]["per_image_dice"] for s in seeds]),
+                            np.array([b[s]["per_image_dice"] for s in seeds]))
+
+
+def labels_to_reach_markdown(rows: list[dict[str, Any]], goal_labels: int) -> str:
+    """How many labels disagreement needs, per round size, to reach random's mean Dice at ``goal_labels``."""
+    sizes = sorted({r["round_size"] for r in rows}, reverse=True)
+    reference = next((c for c in (by_cell(rows, k).get(("random", goal_labels)) for k in sizes) if c), None)
+    if reference is None:
+        return f"Labels disagreement needs to reach random's Dice at {goal_labels} labels: not measured yet."
+    target = float(np.mean([r["dice"] for r in reference.values()]))
+    lines = []
+    for size in sizes:
+        cell = by_cell(rows, size)
+        ns = sorted(n for strategy, n in cell if strategy == "disagreement")
+        reached = next((n for n in ns if np.mean([r["dice"] for r in cell[("disagreement", n)].values()]) >= target), None)
+        if reached is None:
+            lines.append(f"* rounds of {size}: not within {max(ns, default=0)} labels")
+        else:
+            lines.append(f"* rounds of {size}: {reached} labels (disagreement at {reached} − random at {goal_labels}: "
+                         f"{paired(cell[('disagreement', reached)], reference)}, "
+                         f"seeds: {len(cell[('disagreement', reached)])})")
+    return (f"Labels disagreement needs for its mean Dice to reach random's at {goal_labels} labels ({target:.3f}):\n\n"
+            + "\n".join(lines))
+
+
+def summary_markdown(rows: list[dict[str, Any]], round_size: int) -> str:
+    cell = by_cell(rows, round_size)
     ns = sorted({n for _, n in cell})
     present = [s for s in STRATEGIES if any(k[0] == s for k in cell)]
 
@@ -137,12 +176,8 @@ def summary_markdown(rows: list[dict[str, Any]], round_size: int) -> str:
         return f"{np.mean(dice):.3f} ± {np.std(dice):.3f} ({len(dice)})"
 
     def interval(other: str, n: int) -> str:
-        a, b = cell.get(("disagreement", n), {}), cell.get((other, n), {})
-        seeds = sorted(set(a) & set(b))
-        if not seeds:
-            return "–"
-        return str(paired_bootstrap(np.array([a[s]["per_image_dice"] for s in seeds]),
-                                    np.array([b[s]["per_image_dice"] for s in seeds])))
+        found = paired(cell.get(("disagreement", n), {}), cell.get((other, n), {}))
+        return "–" if found is None else str(found)
 
     table = report.markdown_table(["labels", *present], [[n, *[mean_std(s, n) for s in present]] for n in ns])
     diffs = report.markdown_table(["labels", "disagreement − random", "disagreement − entropy"],
@@ -217,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(records.rows, args.results_dir / f"{name}.png")
     report.save_records(records.rows, args.results_dir, name)
     compute_h = sum(r["seconds"] for r in records.rows) / 3600
-    body = "\n\n".join(summary_markdown(records.rows, s.round_size) for s in budget.schedules)
+    body = "\n\n".join([*(summary_markdown(records.rows, s.round_size) for s in budget.schedules),
+                         labels_to_reach_markdown(records.rows, budget.goal_labels)])
     body += (f"\n\n![](benchmarks/results/{name}.png)\n\nCompute: {compute_h:.2f} h over {len(records.rows)} rounds "
              f"(this invocation: {(time.perf_counter() - started) / 3600:.2f} h).  \n"
              f"Command: `{command}`  \nMachine: {report.machine_line(info)}  \nResults: `benchmarks/results/{name}.json`")

@@ -29,6 +29,7 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
         assert r["labelled_ids"][: len(previous)] == previous  # each round adds to the labels already given
         trajectories[(r["strategy"], r["seed"])] = r["labelled_ids"]
     assert "disagreement − entropy" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert "Labels disagreement needs for its mean Dice to reach random's at 2 labels" in (tmp_path / "BENCHMARKS.md").read_text()
     assert (tmp_path / "results" / "active_learning_quick.png").stat().st_size > 1000
     kept = (tmp_path / "results" / "active_learning_quick_records.jsonl").read_text()
     assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
@@ -73,3 +74,20 @@ def test_seeds_option_runs_only_the_given_seeds(tiny_sample_root, tiny_checkpoin
     args = quick_args(tiny_sample_root, tiny_checkpoint, tmp_path) + ["--seeds", "1", "--strategies", "random", "entropy"]
     assert active_learning.main(args) == 0
     assert ran == [("random", 1), ("entropy", 1)]
+
+
+def test_labels_to_reach_random_is_the_first_count_whose_mean_reaches_it():
+    def row(strategy, round_size, seed, n, dice):
+        return {"strategy": strategy, "round_size": round_size, "seed": seed, "n_labels": n, "dice": dice,
+                "per_image_dice": [dice, dice]}
+
+    rows = [row("random", 5, s, 10, 0.80) for s in (0, 1)]
+    rows += [row("disagreement", 5, s, n, d) for s in (0, 1) for n, d in ((5, 0.70), (10, 0.81))]
+    rows += [row("disagreement", 1, s, n, 0.70 + 0.03 * n) for s in (0, 1) for n in range(1, 6)]  # 0.73 … 0.85
+    text = active_learning.labels_to_reach_markdown(rows, goal_labels=10)
+    assert "random's at 10 labels (0.800)" in text
+    assert "rounds of 5: 10 labels (disagreement at 10 − random at 10: +0.010" in text
+    assert "rounds of 1: 4 labels" in text  # 0.82 is the first mean at or above 0.80
+    slow = [r for r in rows if not (r["strategy"] == "disagreement" and r["round_size"] == 1 and r["n_labels"] >= 4)]
+    assert "rounds of 1: not within 3 labels" in active_learning.labels_to_reach_markdown(slow, goal_labels=10)
+    assert "not measured yet" in active_learning.labels_to_reach_markdown(rows, goal_labels=15)
