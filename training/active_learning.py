@@ -203,6 +203,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 ns = sorted(points)
                 ax.errorbar(ns, [np.mean(points[n]) for n in ns], yerr=[np.std(points[n]) for n in ns],
                             marker="o", capsize=3, label=strategy)
+        ax.set_xticks(sorted({r["n_labels"] for r in rows if r["round_size"] == round_size}))
         report.style_dice_axes(ax, "labelled images", f"rounds of {round_size}")
     report.save_figure(fig, path)
 
