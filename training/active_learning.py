@@ -40,7 +40,7 @@ from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain
 
 from . import report
 from .label_efficiency import Records
-from .stats import paired_bootstrap
+from .stats import Interval, paired_bootstrap
 
 STRATEGIES = ("disagreement", "entropy", "random")
 
@@ -132,7 +132,12 @@ def by_cell(rows: list[dict[str, Any]], round_size: int) -> dict[tuple[str, int]
     return cell
 
 
-def paired(a: dict[int, dict], b: dict[int, dict]):
+def mean_dice(runs: dict[int, dict]) -> float:
+    """Mean test Dice over the seeds of one cell."""
+    return float(np.mean([r["dice"] for r in runs.values()]))
+
+
+def paired(a: dict[int, dict], b: dict[int, dict]) -> Interval | None:
     """Paired interval of ``a − b`` over the seeds both have run, or None."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
@@ -143,22 +148,21 @@ def paired(a: dict[int, dict], b: dict[int, dict]):
 
 def labels_to_reach_markdown(rows: list[dict[str, Any]], goal_labels: int) -> str:
     """How many labels disagreement needs, per round size, to reach random's mean Dice at ``goal_labels``."""
-    sizes = sorted({r["round_size"] for r in rows}, reverse=True)
-    reference = next((c for c in (by_cell(rows, k).get(("random", goal_labels)) for k in sizes) if c), None)
+    cells = {size: by_cell(rows, size) for size in sorted({r["round_size"] for r in rows}, reverse=True)}
+    reference = next((c[("random", goal_labels)] for c in cells.values() if c.get(("random", goal_labels))), None)
     if reference is None:
         return f"Labels disagreement needs to reach random's Dice at {goal_labels} labels: not measured yet."
-    target = float(np.mean([r["dice"] for r in reference.values()]))
+    target = mean_dice(reference)
     lines = []
-    for size in sizes:
-        cell = by_cell(rows, size)
+    for size, cell in cells.items():
         ns = sorted(n for strategy, n in cell if strategy == "disagreement")
-        reached = next((n for n in ns if np.mean([r["dice"] for r in cell[("disagreement", n)].values()]) >= target), None)
+        reached = next((n for n in ns if mean_dice(cell[("disagreement", n)]) >= target), None)
         if reached is None:
             lines.append(f"* rounds of {size}: not within {max(ns, default=0)} labels")
         else:
+            runs = cell[("disagreement", reached)]
             lines.append(f"* rounds of {size}: {reached} labels (disagreement at {reached} − random at {goal_labels}: "
-                         f"{paired(cell[('disagreement', reached)], reference)}, "
-                         f"seeds: {len(cell[('disagreement', reached)])})")
+                         f"{paired(runs, reference)}, seeds: {len(runs)})")
     return (f"Labels disagreement needs for its mean Dice to reach random's at {goal_labels} labels ({target:.3f}):\n\n"
             + "\n".join(lines))
 
@@ -172,8 +176,7 @@ def summary_markdown(rows: list[dict[str, Any]], round_size: int) -> str:
         runs = cell.get((strategy, n))
         if not runs:
             return "–"
-        dice = [r["dice"] for r in runs.values()]
-        return f"{np.mean(dice):.3f} ± {np.std(dice):.3f} ({len(dice)})"
+        return f"{mean_dice(runs):.3f} ± {np.std([r['dice'] for r in runs.values()]):.3f} ({len(runs)})"
 
     def interval(other: str, n: int) -> str:
         found = paired(cell.get(("disagreement", n), {}), cell.get((other, n), {}))
