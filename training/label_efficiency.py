@@ -296,7 +296,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for (method, n), runs in by_cell.items():
         if method == "hybrid" or ("hybrid", n) not in by_cell:
             continue
-        seeds = sorted(set(runs) & set(by_cell[("hybrid", n)]))
+        seeds = sorted(s for s in set(runs) & set(by_cell[("hybrid", n)])
+                       if "per_image_dice" in runs[s] and "per_image_dice" in by_cell[("hybrid", n)][s])
         if not seeds:
             continue
         a = np.array([by_cell[("hybrid", n)][s]["per_image_dice"] for s in seeds])
@@ -367,8 +368,17 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
         [[_n_label(n, pool_size), *[str(intervals[(m, n)]) if (m, n) in intervals else "–" for m in others]]
          for n in ns if any((m, n) in intervals for m in others)],
     )
-    return (f"Dice, mean ± std over seeds (number of seeds):\n\n{table}\n\n"
-            f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}")
+    paired = (f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}" if intervals
+              else "No paired intervals: these runs have no per-image records.")
+    return f"Dice, mean ± std over seeds (number of seeds):\n\n{table}\n\n{paired}"
+
+
+def earlier_entries(json_path: Path, recorded: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The pairs of an earlier report that have no records now (records lost, or kept in another work folder):
+    carried over unchanged, so rebuilding the report from one pair's records never drops another pair's results."""
+    if not json_path.exists():
+        return []
+    return [e for e in json.loads(json_path.read_text()) if (e["source"], e["target"]) not in recorded]
 
 
 def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, arms: list[str], args_line: str,
@@ -376,22 +386,28 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
     by_pair = report_rows(records.rows, protocol, variant, hybrid_tag)
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
-    out = []
-    sections = []
+    json_path = results_dir / f"{section}.json"
+    out = earlier_entries(json_path, {(r["source"], r["target"]) for r in rows})
+    reported = [(e, [{**r, "n_pool": e["n_pool"]} for r in e["results"]],
+                 f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).")
+                for e in out]
     pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
     for shown_tag, pair_rows in by_pair.values():
         first = pair_rows[0]
-        out.append({
+        entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
             "finetune": variant.tag, "hybrid_pretraining": shown_tag, "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
-        })
-        plot = results_dir / f"{section}_{first['target']}.png"
-        plot_pair(pair_rows, f"{first['source']} → {first['target']}", plot)
-        sections.append(f"### {first['source']} → {first['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
-                        f"Hybrid pretraining: {shown_tag}.\n\n" + pair_markdown(pair_rows, arms))
+        }
+        out.append(entry)
+        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown_tag}."))
+    sections = []
+    for entry, pair_rows, origin in reported:
+        plot = results_dir / f"{section}_{entry['target']}.png"
+        plot_pair(pair_rows, f"{entry['source']} → {entry['target']}", plot)
+        sections.append(f"### {entry['source']} → {entry['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
+                        f"{origin}\n\n" + pair_markdown(pair_rows, arms))
     results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"{section}.json"
     json_path.write_text(json.dumps(out, indent=1) + "\n")
     report.save_records(records.rows, results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)

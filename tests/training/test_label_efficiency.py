@@ -59,3 +59,39 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert label_efficiency.main(args) == 0
     assert "Dice" not in capsys.readouterr().out
     assert len((tmp_path / "work" / "records.jsonl").read_text().splitlines()) == len(records)
+
+
+def _record(method: str, n: int, seed: int, dice: float) -> dict:
+    return {"pair": "root-a-b", "protocol": "test", "variant": "mask", "method": method,
+            "pretrain": "clean0.5" if method == "hybrid" else "", "n_labels": n, "seed": seed, "source": "a",
+            "target": "b", "n_pool": 4, "labelled_ids": [], "dice": dice, "iou": dice / 2,
+            "per_image_dice": [dice - 0.01, dice + 0.01], "seconds": 1.0}
+
+
+def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    earlier = {"source": "x", "target": "y", "n_pool": 9, "protocol": "test", "finetune": "mask",
+               "command": "python -m training.label_efficiency --old", "machine": {
+                   "cpu": "Old CPU", "cores": 2, "memory_gib": 8, "python": "3.11", "torch": "2.13.0", "gpu": None},
+               "results": [{"method": m, "n_labels": 5, "seed": s, "dice": d, "iou": d / 2, "seconds": 1.0}
+                           for m, d in (("hybrid", 0.8), ("scratch", 0.7)) for s in (0, 1)]}
+    (results / "label_efficiency.json").write_text(json.dumps([earlier]))
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    for seed in (0, 1):
+        records.add(_record("hybrid", 5, seed, 0.9))
+        records.add(_record("scratch", 5, seed, 0.6))
+    md = tmp_path / "BENCHMARKS.md"
+
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), "clean0.5", list(label_efficiency.ARMS),
+                                  "python -m training.label_efficiency --new", results, md, "label_efficiency")
+
+    data = json.loads((results / "label_efficiency.json").read_text())
+    assert [(d["source"], d["target"]) for d in data] == [("x", "y"), ("a", "b")]
+    assert data[0] == earlier  # carried over unchanged
+    text = md.read_text()
+    carried, recorded = text.split("### a → b")
+    assert "### x → y" in carried and "--old" in carried and "Old CPU" in carried
+    assert "0.800 ± 0.000 (2)" in carried and "No paired intervals" in carried
+    assert "+0.300 [" in recorded  # hybrid − scratch from the per-image records
+    assert (results / "label_efficiency_y.png").exists() and (results / "label_efficiency_b.png").exists()
