@@ -91,10 +91,12 @@ class Variant:
 
     loss: str = "mask"
     unlabelled_share: float = 0.0
+    foreground_share: float = 0.0  # of the fine-tuning crops, for every network arm (scratch included)
 
     @property
     def tag(self) -> str:
-        return f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
+        return (f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
+                + (f"+foreground{self.foreground_share:g}" if self.foreground_share else ""))
 
 
 def default_pairs(data_root: Path) -> list[Pair]:
@@ -217,7 +219,8 @@ def fit_and_score(
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
-            steps=budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed
+            steps=budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed,
+            foreground_share=variant.foreground_share,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -442,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
     p.add_argument("--unlabelled-share", type=float, default=0.0)
+    p.add_argument("--foreground-share", type=float, default=0.0,
+                   help="share of fine-tuning crops placed around a foreground pixel (default 0: uniform crops)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
-    variant = Variant(args.finetune_loss, args.unlabelled_share)
+    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
     work.mkdir(parents=True, exist_ok=True)

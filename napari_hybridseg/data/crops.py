@@ -21,6 +21,11 @@ class CropSampler:
     (the normalised image negated), so that a model pretrained on bright
     objects on a dark ground (fluorescence) also sees dark objects on a bright
     one (stained histology, brightfield).
+
+    ``foreground_share``: the share of crops placed so that they contain a
+    foreground pixel drawn at random (as nnU-Net oversamples foreground).
+    Where objects cover a few percent of a large image (brightfield nuclei:
+    1–3%), uniform crops are mostly background.
     """
 
     def __init__(
@@ -32,14 +37,17 @@ class CropSampler:
         sigma_data: float = 0.5,
         seed: int = 0,
         invert_probability: float = 0.0,
+        foreground_share: float = 0.0,
     ):
-        if not 0.0 <= invert_probability <= 1.0:
-            raise ValueError("invert_probability must lie in [0, 1]")
+        for name, share in (("invert_probability", invert_probability), ("foreground_share", foreground_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]")
         if not samples:
             raise ValueError("no images to train on")
         self.model_channels = model_channels
         self.crop_size = crop_size
         self.invert_probability = invert_probability
+        self.foreground_share = foreground_share
         self.rng = np.random.default_rng(seed)
         self.images = []
         self.masks = []
@@ -52,6 +60,8 @@ class CropSampler:
             image, mask = self._pad(image, mask)
             self.images.append(image)
             self.masks.append(mask)
+        # Flat indices of labelled foreground pixels, per image; only kept when crops are drawn around them.
+        self.foreground = [np.flatnonzero(m > 0).astype(np.int32) if foreground_share else None for m in self.masks]
         # Large images are drawn more often, so that every pixel is seen about equally.
         areas = np.array([m.size for m in self.masks], dtype=np.float64)
         self.weights = areas / areas.sum()
@@ -70,7 +80,13 @@ class CropSampler:
         image, mask = self.images[index], self.masks[index]
         h, w = mask.shape
         c = self.crop_size
-        y, x = self.rng.integers(0, h - c + 1), self.rng.integers(0, w - c + 1)
+        foreground = self.foreground[index]
+        if self.foreground_share and foreground.size and self.rng.random() < self.foreground_share:
+            fy, fx = divmod(int(foreground[self.rng.integers(foreground.size)]), w)
+            y = self.rng.integers(max(0, fy - c + 1), min(h - c, fy) + 1)
+            x = self.rng.integers(max(0, fx - c + 1), min(w - c, fx) + 1)
+        else:
+            y, x = self.rng.integers(0, h - c + 1), self.rng.integers(0, w - c + 1)
         img = image[:, y : y + c, x : x + c].astype(np.float32)
         msk = mask[y : y + c, x : x + c].astype(np.int64)
         k = int(self.rng.integers(4))

@@ -70,6 +70,7 @@ def pretrain(
         sigma_data=model_config.sigma_data,
         seed=train_config.seed + 7919 * rank,
         invert_probability=train_config.invert_probability,
+        foreground_share=train_config.foreground_share,
     )
     trained = wrap(model) if wrap is not None else model
     loss = HybridLoss(loss_config, sigma_data=model_config.sigma_data)

@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     invert_probability: float = 0.0  # share of training crops with inverted intensities (see CropSampler)
+    foreground_share: float = 0.0  # share of training crops placed around a foreground pixel (see CropSampler)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -435,9 +435,29 @@ def test_crop_sampler_inverts_the_share_of_crops_asked_for(probability):
     assert abs(inverted - probability) < 0.12
 
 
-def test_crop_sampler_refuses_an_inversion_share_outside_0_1():
-    with pytest.raises(ValueError, match="invert_probability"):
-        CropSampler([Sample("s", np.zeros((8, 8), np.uint8), None)], 1, 2, crop_size=8, invert_probability=1.5)
+@pytest.mark.parametrize("name", ["invert_probability", "foreground_share"])
+def test_crop_sampler_refuses_a_share_outside_0_1(name):
+    with pytest.raises(ValueError, match=name):
+        CropSampler([Sample("s", np.zeros((8, 8), np.uint8), None)], 1, 2, crop_size=8, **{name: 1.5})
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_crop_sampler_places_the_share_of_crops_asked_for_around_foreground(share):
+    """One small object in a corner of a large image: uniform crops almost never hold it, foreground crops always do."""
+    labels = np.zeros((400, 400), np.uint8)
+    labels[380:390, 5:15] = 1
+    image = labels * 200 + 20
+    sampler = CropSampler([Sample("sparse", image, labels)], 1, 2, crop_size=32, seed=5, foreground_share=share)
+    _, masks = sampler.batch(300)
+    holding = float(np.mean([bool((m == 1).any()) for m in masks]))
+    assert share <= holding < share + 0.08
+
+
+def test_crop_sampler_foreground_share_skips_images_without_foreground():
+    image = np.random.default_rng(6).integers(0, 255, (30, 30)).astype(np.uint8)
+    for labels in (np.zeros((30, 30), np.uint8), None):
+        _, masks = CropSampler([Sample("empty", image, labels)], 1, 2, crop_size=16, foreground_share=1.0).batch(5)
+        assert masks.shape == (5, 16, 16)
 
 
 def test_crop_sampler_unlabelled_samples_give_ignore_masks():
