@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
-    path = write_report(records, args.protocol, variant, budget.hybrid_tag, args.arms, args_line, args.results_dir, args.benchmarks_md, section)
+    path = write_report(records, args.protocol, variant, budget.hybrid_tag, list(ARMS), args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0
 
