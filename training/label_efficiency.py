@@ -98,6 +98,11 @@ class Variant:
         return (f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
                 + (f"+foreground{self.foreground_share:g}" if self.foreground_share else ""))
 
+    @property
+    def slug(self) -> str:
+        """The tag as a file-name part."""
+        return self.tag.replace("+", "_")
+
 
 def default_pairs(data_root: Path) -> list[Pair]:
     return [
@@ -463,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
-    section = "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
+    section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
+               + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report
     work.mkdir(parents=True, exist_ok=True)
     recorded = work / "budget.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("base_channels") != budget.base_channels:

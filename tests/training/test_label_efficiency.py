@@ -60,6 +60,17 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert "Dice" not in capsys.readouterr().out
     assert len((tmp_path / "work" / "records.jsonl").read_text().splitlines()) == len(records)
 
+    # a fine-tuning variant reports in its own section and leaves the default's report as it was
+    results = tmp_path / "benchmarks" / "results"
+    before = (results / "label_efficiency_quick.json").read_text()
+    variant_args = ["--foreground-share", "0.5", "--arms", "scratch", "--n-labels", "1", "--seeds", "1"]
+    assert label_efficiency.main(args + variant_args) == 0
+    assert (results / "label_efficiency_quick.json").read_text() == before
+    variant = json.loads((results / "label_efficiency_quick_mask_foreground0.5.json").read_text())
+    assert {(r["method"], r["n_labels"]) for r in variant[0]["results"]} == {("scratch", 1), ("scratch", 4)}
+    assert variant[0]["finetune"] == "mask+foreground0.5"
+    assert "label_efficiency_quick_mask_foreground0.5:start" in (tmp_path / "BENCHMARKS.md").read_text()
+
 
 def _record(method: str, n: int, seed: int, dice: float) -> dict:
     return {"pair": "root-a-b", "protocol": "test", "variant": "mask", "method": method,
