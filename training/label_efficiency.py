@@ -389,7 +389,7 @@ def earlier_entries(json_path: Path, recorded: set[tuple[str, str]]) -> list[dic
     return [e for e in json.loads(json_path.read_text()) if (e["source"], e["target"]) not in recorded]
 
 
-def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, arms: list[str], args_line: str,
+def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
     by_pair = report_rows(records.rows, protocol, variant, hybrid_tag)
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
@@ -414,7 +414,7 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
         plot = results_dir / f"{section}_{entry['target']}.png"
         plot_pair(pair_rows, f"{entry['source']} → {entry['target']}", plot)
         sections.append(f"### {entry['source']} → {entry['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
-                        f"{origin}\n\n" + pair_markdown(pair_rows, arms))
+                        f"{origin}\n\n" + pair_markdown(pair_rows, list(ARMS)))
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1) + "\n")
     report.save_records(records.rows, results_dir, section)
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
-    path = write_report(records, args.protocol, variant, budget.hybrid_tag, list(ARMS), args_line, args.results_dir, args.benchmarks_md, section)
+    path = write_report(records, args.protocol, variant, budget.hybrid_tag, args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0
 

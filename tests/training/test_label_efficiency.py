@@ -94,7 +94,7 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
         records.add(_record("scratch", 5, seed, 0.6))
     md = tmp_path / "BENCHMARKS.md"
 
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), "clean0.5", list(label_efficiency.ARMS),
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), "clean0.5",
                                   "python -m training.label_efficiency --new", results, md, "label_efficiency")
 
     data = json.loads((results / "label_efficiency.json").read_text())
