@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="model image channels")
     p.add_argument("--classes", type=int, default=2, help="K mask classes (2: background/foreground from labels > 0)")
     p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--channel-mults", type=int, nargs="+", default=[1, 2, 4, 4], metavar="M",
+                   help="width of each U-Net level, in multiples of --base-channels")
+    p.add_argument("--patch-size", type=int, choices=[1, 2, 4], default=1,
+                   help="pixels folded into channels before the U-Net (2: it runs at half resolution, ~4x less compute)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.safetensors)")
     _add_common(p)
 
@@ -207,7 +211,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         loss_config = LossConfig(
             method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask, clean_fraction=args.clean_fraction
         )
-        model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels)
+        model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels,
+                                   channel_mults=tuple(args.channel_mults), patch_size=args.patch_size)
         train_config = _train_config(args, log_every=max(1, min(50, args.steps // 20)))
         progress = _ProgressLog(args.steps, f"pretrain {args.method}", args.log, enabled=ctx.is_main)
         try:

@@ -37,18 +37,20 @@ def _synthetic_image(size: int) -> np.ndarray:
     return np.tile(tile, (reps, reps, 1))[:size, :size]
 
 
-def predict_big(size: int, threads: int, engine: str = "auto") -> dict:
+def predict_big(size: int, threads: int, engine: str = "auto", checkpoint: str | None = None,
+                repeats: int = REPEATS) -> dict:
     import torch
 
     from napari_hybridseg.model.inference import Segmenter
     from napari_hybridseg.resources import default_model_path
 
     torch.set_num_threads(threads)
-    segmenter = Segmenter.from_checkpoint(default_model_path(), engine=engine)
+    segmenter = Segmenter.from_checkpoint(checkpoint or default_model_path(), engine=engine)
     image = _synthetic_image(size)
     base_rss = _peak_rss_gb()
+    segmenter.predict(image)  # warm-up: the first run of ONNX Runtime plans its memory
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         segmenter.predict(image)
         times.append(time.perf_counter() - start)
@@ -106,7 +108,7 @@ def score_images(n_images: int, threads: int, engine: str = "auto") -> dict:
             "settings": RANKING_SCORER}
 
 
-def refine_images(n_accepted: int, threads: int) -> dict:
+def refine_images(n_accepted: int, threads: int, checkpoint: str | None = None, steps: int | None = None) -> dict:
     from napari_hybridseg.annotation import REFINE_DEFAULTS
     from napari_hybridseg.data.datasets import Sample
     from napari_hybridseg.data.synthetic import make_sample
@@ -115,9 +117,9 @@ def refine_images(n_accepted: int, threads: int) -> dict:
     from napari_hybridseg.model.checkpoint import load_checkpoint
     from napari_hybridseg.resources import default_model_path
 
-    model, meta = load_checkpoint(default_model_path())
+    model, meta = load_checkpoint(checkpoint or default_model_path())
     labelled = [Sample(f"img{i}", *make_sample(i, (256, 256))) for i in range(n_accepted)]
-    config = default_finetune_train_config(steps=REFINE_DEFAULTS["refine_steps"], batch_size=REFINE_DEFAULTS["refine_batch_size"],
+    config = default_finetune_train_config(steps=steps or REFINE_DEFAULTS["refine_steps"], batch_size=REFINE_DEFAULTS["refine_batch_size"],
                                            crop_size=REFINE_DEFAULTS["refine_crop"])
     start = time.perf_counter()
     result = RefineJob(model, meta, labelled, config, threads=threads).run()
@@ -128,7 +130,8 @@ def refine_images(n_accepted: int, threads: int) -> dict:
 TASKS = {"predict_big": predict_big, "open_project": open_project, "score_images": score_images, "refine_images": refine_images}
 
 
-def _in_child(task: str, **kwargs) -> dict:
+def in_child(task: str, **kwargs) -> dict:
+    """Run one of :data:`TASKS` in a fresh Python, so its peak RSS and its threads are its own."""
     code = f"import json; from training.bench_scale import TASKS; print(json.dumps(TASKS[{task!r}](**{kwargs!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "machine": info,
         "threads": args.threads,
-        "predict": [_in_child("predict_big", size=s, threads=args.threads) for s in (1024, 2048)],
-        "predict_torch_2048": _in_child("predict_big", size=2048, threads=args.threads, engine="torch"),
-        "projects": [_in_child("open_project", n_images=n) for n in (100, 1000)],
-        "scoring": [_in_child("score_images", n_images=n, threads=args.threads) for n in (25, 50, 100)],
-        "scoring_torch_100": _in_child("score_images", n_images=100, threads=args.threads, engine="torch"),
-        "refining": [_in_child("refine_images", n_accepted=n, threads=1) for n in (5, 20, 80)],
+        "predict": [in_child("predict_big", size=s, threads=args.threads) for s in (1024, 2048)],
+        "predict_torch_2048": in_child("predict_big", size=2048, threads=args.threads, engine="torch"),
+        "projects": [in_child("open_project", n_images=n) for n in (100, 1000)],
+        "scoring": [in_child("score_images", n_images=n, threads=args.threads) for n in (25, 50, 100)],
+        "scoring_torch_100": in_child("score_images", n_images=100, threads=args.threads, engine="torch"),
+        "refining": [in_child("refine_images", n_accepted=n, threads=1) for n in (5, 20, 80)],
     }
     results["scoring_linearity"] = _linearity(results["scoring"], "n_images")
     results["scoring_speedup_over_torch"] = results["scoring_torch_100"]["seconds"] / results["scoring"][-1]["seconds"]

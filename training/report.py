@@ -41,9 +41,9 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB{gpu}; Python {info['python']}, torch {info['torch']}"
 
 
-def write_json(name: str, data: Any) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_json(name: str, data: Any, results_dir: Path = RESULTS) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 

@@ -23,6 +23,7 @@ class ModelConfig:
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)
     blocks_per_level: int = 1
+    patch_size: int = 1
     sigma_data: float = 0.5
 
     def build(self) -> HybridSegModel:
@@ -33,6 +34,7 @@ class ModelConfig:
             base_channels=self.base_channels,
             channel_mults=tuple(self.channel_mults),
             blocks_per_level=self.blocks_per_level,
+            patch_size=self.patch_size,
         )
 
 

@@ -53,6 +53,8 @@ def _torch_version() -> str:
 def graph_key(architecture: dict[str, Any], image_channels: int, n_classes: int, sigma_data: float,
               tensors: Iterable[tuple[str, np.ndarray]]) -> str:
     """The cache key of the graph exported from a model with these properties and named weights."""
+    # patch size 1 is what checkpoints written before the option meant: leaving it out keeps their keys
+    architecture = {k: v for k, v in architecture.items() if not (k == "patch_size" and v == 1)}
     digest = hashlib.sha256()
     digest.update(json.dumps([architecture, int(image_channels), int(n_classes), float(sigma_data),
                               _torch_version(), OPSET], sort_keys=True).encode())
@@ -109,7 +111,8 @@ class GraphSegmenter:
         self.n_classes = int(metadata["n_classes"])
         self.image_channels = int(metadata["image_channels"])
         self.sigma_data = float(metadata["normalisation"]["sigma_data"])
-        self.factor = 2 ** (len(metadata["architecture"]["channel_mults"]) - 1)
+        architecture = metadata["architecture"]
+        self.factor = int(architecture.get("patch_size", 1)) * 2 ** (len(architecture["channel_mults"]) - 1)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, threads: int,

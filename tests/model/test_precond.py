@@ -141,8 +141,9 @@ def test_reset_mask_head_changes_only_the_mask_rows(channels, n_classes):
     assert (b1[channels:] != b0[channels:]).all()
 
 
-def test_reset_mask_head_changes_logits_but_not_denoised_image():
-    model = tiny(3, 2)
+@pytest.mark.parametrize("patch_size", [1, 2])
+def test_reset_mask_head_changes_logits_but_not_denoised_image(patch_size):
+    model = tiny(3, 2, patch_size=patch_size)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         d0, l0 = model(x, 0.5)
@@ -150,3 +151,15 @@ def test_reset_mask_head_changes_logits_but_not_denoised_image():
         d1, l1 = model(x, 0.5)
     torch.testing.assert_close(d1, d0, rtol=0, atol=0)
     assert not torch.allclose(l1, l0)
+
+
+def test_a_patch_size_of_two_runs_the_network_at_half_resolution_and_answers_at_full():
+    model = tiny(3, 2, patch_size=2)
+    assert model.unet_config.downsample_factor == 4  # 2 (patch) × 2 (one pooling)
+    seen = []
+    model.net.down[0][0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    denoised, logits = model(torch.randn(2, 3, 24, 40), 0.3)
+    assert denoised.shape == (2, 3, 24, 40) and logits.shape == (2, 2, 24, 40)
+    assert seen == [(2, 8, 12, 20)]
+    # each output pixel has its own logits: neighbours within a 2×2 patch differ
+    assert not torch.allclose(logits[..., 0::2, 0::2], logits[..., 1::2, 1::2])

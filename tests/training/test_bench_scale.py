@@ -19,7 +19,7 @@ def test_open_project_times_creation_reopening_and_navigation():
 
 
 def test_score_images_scores_every_image_in_the_child_process():
-    row = bench_scale._in_child("score_images", n_images=2, threads=1)
+    row = bench_scale.in_child("score_images", n_images=2, threads=1)
     assert row["n_images"] == 2 and row["seconds"] > 0 and row["settings"]["samples"] >= 2
 
 
