@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="width of each U-Net level, in multiples of --base-channels")
     p.add_argument("--patch-size", type=int, choices=[1, 2, 4], default=1,
                    help="pixels folded into channels before the U-Net (2: it runs at half resolution, ~4x less compute)")
+    p.add_argument("--full-res-channels", type=int, default=0,
+                   help="with --patch-size above 1: a small full-resolution head of this width (0: none)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.safetensors)")
     _add_common(p)
 
@@ -212,7 +214,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask, clean_fraction=args.clean_fraction
         )
         model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels,
-                                   channel_mults=tuple(args.channel_mults), patch_size=args.patch_size)
+                                   channel_mults=tuple(args.channel_mults), patch_size=args.patch_size,
+                                   full_res_channels=args.full_res_channels)
         train_config = _train_config(args, log_every=max(1, min(50, args.steps // 20)))
         progress = _ProgressLog(args.steps, f"pretrain {args.method}", args.log, enabled=ctx.is_main)
         try:

@@ -25,6 +25,15 @@ REPEATS = 3
 
 
 def _peak_rss_gb() -> float:
+    """This process's peak resident memory since it started its program. getrusage's ru_maxrss is no good
+    in a child: on Linux it keeps the parent's peak from before exec (the forked copy), so a child of a
+    large process reports the parent's size; /proc's VmHWM belongs to the new program's memory alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 

@@ -20,6 +20,7 @@ and the ``model_choice`` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -102,15 +103,23 @@ def measure(checkpoint: Path, plan: Plan) -> dict[str, Any]:
     torch.set_num_threads(plan.threads)
     model, meta = load_checkpoint(checkpoint)
     tests = {t: load_domain(plan.data, t, "test") for t in plan.targets}
-    return {
-        "checkpoint": str(checkpoint),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "architecture": meta["architecture"],
-        "pretraining": meta.get("pretraining"),
-        "zero_shot": zero_shot(checkpoint, plan),
-        "fine_tuned": {t: {str(s): fine_tuned(checkpoint, plan, t, s, tests[t]) for s in plan.seeds} for t in plan.targets},
-        "speed": speed(checkpoint, plan),
-    }
+    result = {"checkpoint": str(checkpoint), "parameters": sum(p.numel() for p in model.parameters()),
+              "architecture": meta["architecture"], "pretraining": meta.get("pretraining")}
+    result["zero_shot"] = zero_shot(checkpoint, plan)
+    _progress(checkpoint, "zero-shot", {k: round(v["mean_dice"], 3) for k, v in result["zero_shot"].items()})
+    result["fine_tuned"] = {}
+    for target in plan.targets:
+        runs = result["fine_tuned"][target] = {}
+        for seed in plan.seeds:
+            runs[str(seed)] = fine_tuned(checkpoint, plan, target, seed, tests[target])
+            _progress(checkpoint, f"{target} seed {seed}", round(runs[str(seed)]["validation"]["mean_dice"], 3))
+    result["speed"] = speed(checkpoint, plan)
+    _progress(checkpoint, "speed", {k: v.get("median_s", v.get("seconds")) for k, v in result["speed"].items()})
+    return result
+
+
+def _progress(checkpoint: Path, step: str, value: Any) -> None:
+    print(f"{checkpoint.name}: {step}: {value}", file=sys.stderr, flush=True)
 
 
 def _grid(per_seed: list[dict[str, float]]) -> np.ndarray:
@@ -159,7 +168,7 @@ def markdown(result: dict[str, Any]) -> str:
     def speed_cells(m: dict[str, Any]) -> list[str]:
         s = m["speed"]
         return [f"{m['parameters'] / 1e6:.2f} M", f"{s['predict_256']['median_s'] * 1e3:.0f} ms",
-                f"{s['predict_big']['median_s']:.2f} s ({s['predict_big']['peak_rss_gb']:.2f} GB)",
+                f"{s['predict_big']['median_s']:.2f} s",
                 f"{s['refine_5']['seconds']:.1f} s",
                 f"{np.mean([r['finetune_s'] for t in m['fine_tuned'].values() for r in t.values()]):.0f} s"]
 
@@ -172,9 +181,9 @@ def markdown(result: dict[str, Any]) -> str:
                    for name in names[1:]]
     speeds = report.markdown_table(
         ["model", "parameters", "predict 256² (median of 20)",
-         f"predict {plan['big_size']}² tiled (median of 3, peak RSS)", f"refine round, 5 accepted ({result['models'][names[0]]['speed']['refine_5']['steps']} steps, 1 thread)",
+         f"predict {plan['big_size']}² tiled (median of 3)", f"refine round, 5 accepted ({result['models'][names[0]]['speed']['refine_5']['steps']} steps, 1 thread)",
          f"fine-tune {plan['finetune_steps']} steps"], speed_rows)
-    return (f"Dice (nucleus class, mean over images; fine-tuned: mean ± std over seeds {plan['seeds']}, "
+    return (f"Dice (nucleus class, mean over images; fine-tuned: mean ± std over seeds {', '.join(map(str, plan['seeds']))}, "
             f"each seed's {plan['n_labels']} labelled images the same for every model). Validation: held-out images of "
             "the target's pool; test is for the record and never chooses. Paired differences against the "
             "first model, mean [95% bootstrap interval over seeds and images]:\n\n"
@@ -184,8 +193,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.compare_models", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="the DSB 2018 root in the shared layout")
-    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
+    p.add_argument("--data", type=Path, help="the DSB 2018 root in the shared layout")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="a candidate (repeat); the first is the baseline of the paired differences")
     defaults = Plan(Path("."))
     p.add_argument("--source", default=defaults.source, help="the source domain (the validation protocol's pair)")
@@ -198,9 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--big-size", type=int, default=defaults.big_size, help="side of the large image to predict")
     p.add_argument("--refine-steps", type=int, help="steps of the timed refinement round (default: the plugin's)")
+    p.add_argument("--name", default=RESULT_NAME,
+                   help=f"names the JSON and the BENCHMARKS.md section (default {RESULT_NAME}); another keeps an earlier comparison")
+    p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON of --name; measure nothing")
     p.add_argument("--results-dir", type=Path, default=report.RESULTS, help=argparse.SUPPRESS)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.report_only:
+        write_report(json.loads((args.results_dir / f"{args.name}.json").read_text()), args.name, args.benchmarks_md)
+        return 0
     plan = Plan(args.data, args.source, tuple(args.zero_shot), tuple(args.targets), args.n_labels, args.finetune_steps,
                 tuple(args.seeds), args.threads, args.big_size, args.refine_steps)
     candidates = {}
@@ -209,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not Path(path).is_file():
             p.error(f"--model takes NAME=CHECKPOINT with an existing file, got {item!r}")
         candidates[name] = Path(path)
-    if len(candidates) < 2:
-        p.error("give at least two --model candidates to compare")
+    if len(candidates) < 2 or args.data is None:
+        p.error("give --data and at least two --model candidates to compare")
 
     start = time.perf_counter()
     models = {name: measure(path, plan) for name, path in candidates.items()}
@@ -220,13 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": command, "machine": info, "plan": {**asdict(plan), "data": str(plan.data)},
               "wall_s": time.perf_counter() - start, "models": models,
               "differences": {name: differences(baseline, m, plan.n_labels) for name, m in list(models.items())[1:]}}
-    report.write_json(RESULT_NAME, result, args.results_dir)
-    body = markdown(result)
-    report.update_section(RESULT_NAME, "## Choosing the shipped model\n\n" + body + "\n\n"
-                          + report.footer(command, info, RESULT_NAME) + f"  \nWall time: {result['wall_s'] / 60:.0f} min",
-                          args.benchmarks_md)
-    print(body)
+    report.write_json(args.name, result, args.results_dir)
+    write_report(result, args.name, args.benchmarks_md)
     return 0
+
+
+def write_report(result: dict[str, Any], name: str, benchmarks_md: Path) -> None:
+    body = markdown(result)
+    heading = "### Choosing the shipped model: " + ", ".join(result["models"])
+    report.update_section(name, f"{heading}\n\n{body}\n\n" + report.footer(result["command"], result["machine"], name)
+                          + f"  \nWall time: {result['wall_s'] / 60:.0f} min", benchmarks_md)
+    print(body)
 
 
 if __name__ == "__main__":

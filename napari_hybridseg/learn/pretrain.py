@@ -24,6 +24,7 @@ class ModelConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)
     blocks_per_level: int = 1
     patch_size: int = 1
+    full_res_channels: int = 0
     sigma_data: float = 0.5
 
     def build(self) -> HybridSegModel:
@@ -35,6 +36,7 @@ class ModelConfig:
             channel_mults=tuple(self.channel_mults),
             blocks_per_level=self.blocks_per_level,
             patch_size=self.patch_size,
+            full_res_channels=self.full_res_channels,
         )
 
 

@@ -53,8 +53,9 @@ def _torch_version() -> str:
 def graph_key(architecture: dict[str, Any], image_channels: int, n_classes: int, sigma_data: float,
               tensors: Iterable[tuple[str, np.ndarray]]) -> str:
     """The cache key of the graph exported from a model with these properties and named weights."""
-    # patch size 1 is what checkpoints written before the option meant: leaving it out keeps their keys
-    architecture = {k: v for k, v in architecture.items() if not (k == "patch_size" and v == 1)}
+    # the defaults of options newer than the first checkpoints are left out, so those keep their keys
+    later_defaults = {"patch_size": 1, "full_res_channels": 0}
+    architecture = {k: v for k, v in architecture.items() if later_defaults.get(k, object()) != v}
     digest = hashlib.sha256()
     digest.update(json.dumps([architecture, int(image_channels), int(n_classes), float(sigma_data),
                               _torch_version(), OPSET], sort_keys=True).encode())

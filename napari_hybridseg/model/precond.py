@@ -55,9 +55,8 @@ class HybridSegModel(nn.Module):
 
     def reset_mask_head(self, generator: torch.Generator | None = None) -> None:
         """Re-initialise the output weights of the mask logits (a new head), as nn.Conv2d would."""
-        conv = self.net.head[-1]
-        # pixel shuffle takes output channel c from head channels c*p² … (c+1)*p² - 1
-        c = self.image_channels * self.unet_config.patch_size**2
+        conv = self.net.output_conv
+        c = self.image_channels * self.net.output_conv_repeats
         bound = 1 / math.sqrt(conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
         with torch.no_grad():
             for param in (conv.weight, conv.bias):

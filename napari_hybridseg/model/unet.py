@@ -26,6 +26,9 @@ class UNetConfig:
     # (pixel unshuffle / shuffle): 2 runs the whole network at half resolution,
     # about a quarter of the arithmetic per pixel.
     patch_size: int = 1
+    # With a patch size above 1: channels of a small full-resolution head that sees the
+    # unshuffled features beside the input image (0: none), for sharp object boundaries.
+    full_res_channels: int = 0
 
     @property
     def downsample_factor(self) -> int:
@@ -113,7 +116,24 @@ class UNet(nn.Module):
                 blocks.append(ResBlock(in_ch, widths[level], emb))
                 ch = widths[level]
             self.up.append(blocks)
-        self.head = nn.Sequential(_group_norm(ch), nn.SiLU(), nn.Conv2d(ch, config.out_channels * patch_pixels, 3, padding=1))
+        full = config.full_res_channels if config.patch_size > 1 else 0
+        head_out = (full or config.out_channels) * patch_pixels
+        self.head = nn.Sequential(_group_norm(ch), nn.SiLU(), nn.Conv2d(ch, head_out, 3, padding=1))
+        self.full_res_head = (
+            nn.Sequential(nn.Conv2d(full + config.in_channels, full, 3, padding=1), nn.SiLU(),
+                          nn.Conv2d(full, config.out_channels, 3, padding=1))
+            if full else None
+        )
+
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        """The last convolution; its output channels are the network's, each repeated patch_size² times
+        in a row when a pixel shuffle follows it."""
+        return self.full_res_head[-1] if self.full_res_head is not None else self.head[-1]
+
+    @property
+    def output_conv_repeats(self) -> int:
+        return 1 if self.full_res_head is not None else self.config.patch_size**2
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         emb = F.silu(self.embed(c_noise))
@@ -135,4 +155,9 @@ class UNet(nn.Module):
             for j, block in enumerate(blocks):
                 h = block(h, emb)
         out = self.head(h)
-        return F.pixel_shuffle(out, patch) if patch > 1 else out
+        if patch == 1:
+            return out
+        out = F.pixel_shuffle(out, patch)
+        if self.full_res_head is not None:
+            out = self.full_res_head(torch.cat([F.silu(out), x], dim=1))
+        return out

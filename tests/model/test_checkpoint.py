@@ -284,6 +284,7 @@ def test_other_format_name_is_refused(tmp_path, saved):
         {"channel_mults": [1, 2, 2]},
         {"embedding_dim": 32},
         {"patch_size": 2},
+        {"patch_size": 2, "full_res_channels": 4},
     ],
 )
 def test_metadata_that_disagrees_with_the_weights_is_refused(tmp_path, saved, change):

@@ -16,9 +16,9 @@ from napari_hybridseg.model.precond import HybridSegModel
 pytestmark = pytest.mark.skipif(not onnx_engine.onnxruntime_available(), reason="onnxruntime is not installed")
 
 
-def small_model(seed: int = 0, patch_size: int = 1) -> HybridSegModel:
+def small_model(seed: int = 0, **architecture) -> HybridSegModel:
     torch.manual_seed(seed)
-    return HybridSegModel(3, 2, base_channels=8, channel_mults=(1, 2, 2), patch_size=patch_size).eval()
+    return HybridSegModel(3, 2, base_channels=8, channel_mults=(1, 2, 2), **architecture).eval()
 
 
 def image(shape, seed=0) -> np.ndarray:
@@ -31,11 +31,11 @@ def assert_mask_logits_match_torch(engine, model, size: int = 32) -> None:
         torch.testing.assert_close(engine(x, 0.002)[1], model(x, 0.002)[1], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("patch_size", [1, 2])
-def test_onnx_forward_matches_torch_for_any_size_batch_and_sigma(tmp_path, patch_size):
-    model = small_model(patch_size=patch_size)
+@pytest.mark.parametrize("architecture", [{}, {"patch_size": 2}, {"patch_size": 2, "full_res_channels": 4}])
+def test_onnx_forward_matches_torch_for_any_size_batch_and_sigma(tmp_path, architecture):
+    model = small_model(**architecture)
     engine = OnnxModel(model, threads=1, cache_dir=tmp_path)
-    x = torch.randn(3, 3, 40, 72) if patch_size == 1 else torch.randn(3, 3, 48, 80)
+    x = torch.randn(3, 3, 48, 80)  # a multiple of every architecture's downsampling
     sigma = torch.tensor([0.002, 0.5, 3.0])
     with torch.inference_mode():
         expected = model(x, sigma)

@@ -21,10 +21,10 @@ from napari_hybridseg.model.precond import HybridSegModel
 pytestmark = pytest.mark.skipif(not onnx_engine.onnxruntime_available(), reason="onnxruntime is not installed")
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["patch1", "patch2"])
+@pytest.fixture(scope="module", params=[{}, {"patch_size": 2, "full_res_channels": 4}], ids=["full", "half+full-res-head"])
 def checkpoint(tmp_path_factory, request):
     torch.manual_seed(0)
-    model = HybridSegModel(3, 2, base_channels=8, channel_mults=(1, 2, 2), patch_size=request.param).eval()
+    model = HybridSegModel(3, 2, base_channels=8, channel_mults=(1, 2, 2), **request.param).eval()
     path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.safetensors", model, model_metadata(model))
     cache = tmp_path_factory.mktemp("graphs")
     onnx_engine.cache_graph(model, cache)

@@ -141,9 +141,9 @@ def test_reset_mask_head_changes_only_the_mask_rows(channels, n_classes):
     assert (b1[channels:] != b0[channels:]).all()
 
 
-@pytest.mark.parametrize("patch_size", [1, 2])
-def test_reset_mask_head_changes_logits_but_not_denoised_image(patch_size):
-    model = tiny(3, 2, patch_size=patch_size)
+@pytest.mark.parametrize("architecture", [{}, {"patch_size": 2}, {"patch_size": 2, "full_res_channels": 4}])
+def test_reset_mask_head_changes_logits_but_not_denoised_image(architecture):
+    model = tiny(3, 2, **architecture)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         d0, l0 = model(x, 0.5)
@@ -153,8 +153,9 @@ def test_reset_mask_head_changes_logits_but_not_denoised_image(patch_size):
     assert not torch.allclose(l1, l0)
 
 
-def test_a_patch_size_of_two_runs_the_network_at_half_resolution_and_answers_at_full():
-    model = tiny(3, 2, patch_size=2)
+@pytest.mark.parametrize("full_res_channels", [0, 4])
+def test_a_patch_size_of_two_runs_the_network_at_half_resolution_and_answers_at_full(full_res_channels):
+    model = tiny(3, 2, patch_size=2, full_res_channels=full_res_channels)
     assert model.unet_config.downsample_factor == 4  # 2 (patch) × 2 (one pooling)
     seen = []
     model.net.down[0][0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
