@@ -52,6 +52,8 @@ class Scenario:
         self.control_started: float | None = None
         self.control_ended: float | None = None
         self.last_navigation = 0.0
+        self.progress_changes: list[float] = []  # when the dock's refinement progress moved (a training step log shown)
+        self.last_progress: int | None = None
         self.navigations = 0
         self.control_navigations = 0
         self.heartbeat = QTimer()
@@ -83,6 +85,9 @@ class Scenario:
             if dock.session.store.active_model != self.initial_version or dock._refine_worker is None:
                 self.refine_ended = now
             else:
+                if dock.progress.value() != self.last_progress:
+                    self.last_progress = dock.progress.value()
+                    self.progress_changes.append(now)
                 self.navigate(now)
             return
         if self.control_started is None:  # the control: the same user once the new model's background work is done
@@ -160,6 +165,8 @@ def measure_once(navigate_every: float) -> dict:
 
     ticks = np.array(scenario.ticks)
     intervals_ms = stall_intervals_ms(ticks, scenario.refine_started, scenario.refine_ended)
+    window = ticks[(ticks >= scenario.refine_started) & (ticks <= scenario.refine_ended)]
+    late = intervals_ms > GOALS["stall_p99_ms"]
     control_ms = stall_intervals_ms(ticks, scenario.control_started, scenario.control_ended)
     image, settings = scenario.image, scenario.settings
     predict_ms = {}
@@ -184,6 +191,11 @@ def measure_once(navigate_every: float) -> dict:
         "predict_256_ms": predict_ms["shown"],
         "predict_256_background_ms": predict_ms["background"],
         "refine_round_s": scenario.refine_ended - scenario.refine_started,
+        # where the stalls fall: [seconds after the refinement started, stall ms] of each heartbeat over the p99 goal,
+        # and when the dock showed training progress (its first and last mark the training steps)
+        "late_heartbeats": [[round(float(t - scenario.refine_started), 3), round(float(ms), 1)]
+                            for t, ms in zip(window[1:][late], intervals_ms[late])],
+        "progress_shown_s": [round(t - scenario.refine_started, 3) for t in scenario.progress_changes],
         "refine_settings": {k: settings[k] for k in ("refine_steps", "refine_batch_size", "refine_crop")},
         "image_shape": list(image.shape),
     }
