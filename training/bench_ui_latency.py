@@ -122,9 +122,12 @@ class Scenario:
         return 0
 
 
+def ticks_within(ticks: np.ndarray, start: float, end: float) -> np.ndarray:
+    return ticks[(ticks >= start) & (ticks <= end)]
+
+
 def stall_intervals_ms(ticks: np.ndarray, start: float, end: float) -> np.ndarray:
-    window = ticks[(ticks >= start) & (ticks <= end)]
-    return np.diff(window) * 1000
+    return np.diff(ticks_within(ticks, start, end)) * 1000
 
 
 GOALS = {"stall_p99_ms": 33, "stall_max_ms": 100, "launch_to_first_prediction_s": 5, "predict_256_ms": 100,
@@ -165,7 +168,7 @@ def measure_once(navigate_every: float) -> dict:
 
     ticks = np.array(scenario.ticks)
     intervals_ms = stall_intervals_ms(ticks, scenario.refine_started, scenario.refine_ended)
-    window = ticks[(ticks >= scenario.refine_started) & (ticks <= scenario.refine_ended)]
+    window = ticks_within(ticks, scenario.refine_started, scenario.refine_ended)
     late = intervals_ms > GOALS["stall_p99_ms"]
     control_ms = stall_intervals_ms(ticks, scenario.control_started, scenario.control_ended)
     image, settings = scenario.image, scenario.settings

@@ -9,8 +9,8 @@ For every candidate, in the same run and on the same machine:
 * Dice after fine-tuning on 5 labelled images (200 steps, mask loss, the plugin's recipe) for each seed,
   scored on held-out images of the target's pool (the label-efficiency benchmark's validation protocol)
   and, for the record only, on the target's ``test`` split;
-* speed, each in a fresh process: predict 256² and 2048² (ONNX Runtime where it applies, tiled for 2048²,
-  with peak RSS) and one refinement round on 5 accepted sample images (the plugin's settings, 1 thread).
+* speed, each in a fresh process: predict 256² and 2048² (ONNX Runtime where it applies, tiled for 2048²)
+  and one refinement round on 5 accepted sample images (the plugin's settings, 1 thread).
 
 Paired differences against the first ``--model`` (the baseline) with 95% bootstrap intervals. The choice is
 made on the validation columns; test scores never choose. Writes ``benchmarks/results/model_choice.json``
@@ -26,18 +26,23 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain
 
+if TYPE_CHECKING:
+    from napari_hybridseg.model.precond import HybridSegModel
+
 from . import report
 from .bench_scale import in_child
-from .label_efficiency import FULL, Pair, target_data
+from .label_efficiency import FULL, Pair, TargetData, target_data
 from .stats import paired_bootstrap
 
 RESULT_NAME = "model_choice"
+#: the timing each speed measurement reports
+SPEED_FIELDS = {"predict_256": "median_s", "predict_big": "median_s", "refine_5": "seconds"}
 
 
 @dataclass(frozen=True)
@@ -60,31 +65,40 @@ def _scores(result: dict[str, Any]) -> dict[str, Any]:
     return {"mean_dice": result["mean_dice"], "per_image": {r["id"]: r["dice"] for r in result["per_image"]}}
 
 
-def zero_shot(checkpoint: Path, plan: Plan) -> dict[str, Any]:
-    from napari_hybridseg.learn.evaluate import evaluate
-    from napari_hybridseg.model.inference import Segmenter
+@dataclass(frozen=True)
+class StudyData:
+    """The images every candidate is scored on, read once per run."""
 
-    segmenter = Segmenter.from_checkpoint(checkpoint, engine="torch")
-    return {f"{domain}-{split}": _scores(evaluate(segmenter, load_domain(plan.data, domain, split)))
-            for domain, split in (item.split(":") for item in plan.zero_shot)}
+    zero_shot: dict[str, list[Sample]]  # "<domain>-<split>" → samples
+    validation: dict[str, TargetData]  # target → labelled part of the pool and its held-out images
+    test: dict[str, list[Sample]]  # target → its test split
+
+    @classmethod
+    def load(cls, plan: Plan) -> "StudyData":
+        return cls(
+            zero_shot={f"{domain}-{split}": load_domain(plan.data, domain, split)
+                       for domain, split in (item.split(":") for item in plan.zero_shot)},
+            validation={t: target_data(Pair(plan.data, plan.source, t), "validation", FULL) for t in plan.targets},
+            test={t: load_domain(plan.data, t, "test") for t in plan.targets},
+        )
 
 
-def fine_tuned(checkpoint: Path, plan: Plan, target: str, seed: int, test: list[Sample]) -> dict[str, Any]:
+def fine_tuned(model: HybridSegModel, meta: dict[str, Any], plan: Plan, data: StudyData, target: str,
+               seed: int) -> dict[str, Any]:
     from napari_hybridseg.learn.evaluate import evaluate
     from napari_hybridseg.learn.finetune import default_finetune_train_config, finetune
-    from napari_hybridseg.model.checkpoint import load_checkpoint
     from napari_hybridseg.model.inference import Segmenter
 
-    split = target_data(Pair(plan.data, plan.source, target), "validation", FULL)
+    split = data.validation[target]
     chosen = set(choose_subset([s.id for s in split.pool], plan.n_labels, seed))
-    model, meta = load_checkpoint(checkpoint)
     start = time.perf_counter()
-    model, meta, _ = finetune(model, meta, [s for s in split.pool if s.id in chosen],
-                              default_finetune_train_config(seed=seed, steps=plan.finetune_steps))
+    tuned, tuned_meta, _ = finetune(model, meta, [s for s in split.pool if s.id in chosen],
+                                    default_finetune_train_config(seed=seed, steps=plan.finetune_steps))
     seconds = time.perf_counter() - start
-    segmenter = Segmenter(model, meta, engine="torch")
+    segmenter = Segmenter(tuned, tuned_meta, engine="torch")
     return {"labelled": sorted(chosen), "finetune_s": seconds,
-            "validation": _scores(evaluate(segmenter, split.evaluation)), "test": _scores(evaluate(segmenter, test))}
+            "validation": _scores(evaluate(segmenter, split.evaluation)),
+            "test": _scores(evaluate(segmenter, data.test[target]))}
 
 
 def speed(checkpoint: Path, plan: Plan) -> dict[str, Any]:
@@ -95,26 +109,28 @@ def speed(checkpoint: Path, plan: Plan) -> dict[str, Any]:
     }
 
 
-def measure(checkpoint: Path, plan: Plan) -> dict[str, Any]:
+def measure(checkpoint: Path, plan: Plan, data: StudyData) -> dict[str, Any]:
     import torch
 
+    from napari_hybridseg.learn.evaluate import evaluate
     from napari_hybridseg.model.checkpoint import load_checkpoint
+    from napari_hybridseg.model.inference import Segmenter
 
     torch.set_num_threads(plan.threads)
-    model, meta = load_checkpoint(checkpoint)
-    tests = {t: load_domain(plan.data, t, "test") for t in plan.targets}
+    model, meta = load_checkpoint(checkpoint)  # fine-tuning works on a copy, so one load serves every run
     result = {"checkpoint": str(checkpoint), "parameters": sum(p.numel() for p in model.parameters()),
               "architecture": meta["architecture"], "pretraining": meta.get("pretraining")}
-    result["zero_shot"] = zero_shot(checkpoint, plan)
+    segmenter = Segmenter(model, meta, engine="torch")
+    result["zero_shot"] = {key: _scores(evaluate(segmenter, samples)) for key, samples in data.zero_shot.items()}
     _progress(checkpoint, "zero-shot", {k: round(v["mean_dice"], 3) for k, v in result["zero_shot"].items()})
     result["fine_tuned"] = {}
     for target in plan.targets:
         runs = result["fine_tuned"][target] = {}
         for seed in plan.seeds:
-            runs[str(seed)] = fine_tuned(checkpoint, plan, target, seed, tests[target])
+            runs[str(seed)] = fine_tuned(model, meta, plan, data, target, seed)
             _progress(checkpoint, f"{target} seed {seed}", round(runs[str(seed)]["validation"]["mean_dice"], 3))
     result["speed"] = speed(checkpoint, plan)
-    _progress(checkpoint, "speed", {k: v.get("median_s", v.get("seconds")) for k, v in result["speed"].items()})
+    _progress(checkpoint, "speed", {key: result["speed"][key][field] for key, field in SPEED_FIELDS.items()})
     return result
 
 
@@ -173,12 +189,12 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{np.mean([r['finetune_s'] for t in m['fine_tuned'].values() for r in t.values()]):.0f} s"]
 
     base_speed = result["models"][names[0]]["speed"]
+
+    def ratio_cells(m: dict[str, Any]) -> list[str]:
+        return [f"{m['speed'][key][field] / base_speed[key][field]:.2f}×" for key, field in SPEED_FIELDS.items()]
+
     speed_rows = [[name] + speed_cells(result["models"][name]) for name in names]
-    speed_rows += [[f"{name} / {names[0]}", "",
-                    f"{result['models'][name]['speed']['predict_256']['median_s'] / base_speed['predict_256']['median_s']:.2f}×",
-                    f"{result['models'][name]['speed']['predict_big']['median_s'] / base_speed['predict_big']['median_s']:.2f}×",
-                    f"{result['models'][name]['speed']['refine_5']['seconds'] / base_speed['refine_5']['seconds']:.2f}×", ""]
-                   for name in names[1:]]
+    speed_rows += [[f"{name} / {names[0]}", ""] + ratio_cells(result["models"][name]) + [""] for name in names[1:]]
     speeds = report.markdown_table(
         ["model", "parameters", "predict 256² (median of 20)",
          f"predict {plan['big_size']}² tiled (median of 3)", f"refine round, 5 accepted ({result['models'][names[0]]['speed']['refine_5']['steps']} steps, 1 thread)",
@@ -228,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --data and at least two --model candidates to compare")
 
     start = time.perf_counter()
-    models = {name: measure(path, plan) for name, path in candidates.items()}
+    data = StudyData.load(plan)
+    models = {name: measure(path, plan, data) for name, path in candidates.items()}
     baseline = models[next(iter(models))]
     info = report.machine()
     command = "python -m training.compare_models " + shlex.join(argv if argv is not None else sys.argv[1:])
