@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -34,6 +33,7 @@ from ..project import ProjectStore
 from .gui_thread_gc import GuiThreadGarbageCollector
 from .layer_pixels import show_pixels
 from .loss_plot import LossPlot
+from .progress_bar import ProgressBar
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
 from .viewer_close import on_viewer_closing
 
@@ -226,7 +226,7 @@ class HybridSegDock(QWidget):
         buttons.addWidget(self.refine_button)
         buttons.addWidget(self.cancel_button)
         refine_layout.addLayout(buttons)
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.progress.setFormat("idle")
         self.progress.setValue(0)
         refine_layout.addWidget(self.progress)
