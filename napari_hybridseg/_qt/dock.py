@@ -579,6 +579,7 @@ class HybridSegDock(QWidget):
 
     def _refine_started(self, job) -> None:
         self._refine_job = job
+        self.loss_plot.clear(total_steps=job.train_config.steps)
         self.progress.setRange(0, job.train_config.steps)
         self.progress.setValue(0)
         if not job.cancelled:
