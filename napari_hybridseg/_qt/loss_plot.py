@@ -40,7 +40,7 @@ class LossPlot(QWidget):
         self.placeholder = QLabel("The loss curve appears here while the model refines.")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
-        self.placeholder.setFixedHeight(HEIGHT)
+        self.setFixedHeight(HEIGHT)  # the plot fills this box: a squeezed dock shrinks the plot, never clips its x axis
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.addWidget(self.placeholder)
@@ -63,8 +63,7 @@ class LossPlot(QWidget):
         import pyqtgraph as pg
 
         self.plot = pg.PlotWidget(background=None)
-        self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.plot.setFixedHeight(HEIGHT)
+        self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
