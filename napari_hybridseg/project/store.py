@@ -31,6 +31,7 @@ import zarr
 
 from ..data.io import as_2d_image, list_images
 from ..data.io import read_image as _read_image_file
+from ._pixel_cache import PixelCache
 from ._fs import fsync_path, fsync_tree, remove_tree, writing
 from ._layout import (
     PROJECT_SUBDIR,
@@ -71,6 +72,7 @@ class ProjectStore:
         self._batch_depth = 0
         self._dirty = False
         self._pending_cleanup: list[Path] = []
+        self._pixels = PixelCache()
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -221,22 +223,27 @@ class ProjectStore:
         return [record_from_json(k, r) for k, r in self._images.items()]
 
     def read_image(self, key: str) -> np.ndarray:
-        """The raw pixels, from the file or the store; records the shape the first time."""
+        """The raw pixels (read-only), from the file or the store; records the shape the first time.
+        A file is decoded outside the store's lock, and at most once while it is unchanged (see PixelCache)."""
         with self._lock:
             rec = self._raw(key)
             if rec["file"] is None:
                 return self._root[f"images/{node_name(key)}"][...]
-            path = self.images_folder / rec["file"]
-            if not path.is_file():
-                if not rec.get("missing"):
-                    self._commit({**self._images, key: {**rec, "missing": True}})
-                raise FileNotFoundError(
-                    f"{rec['file']} is no longer in {self.images_folder}; its masks are kept in the project"
-                )
-            image = _read_image_file(path)
-            if rec.get("shape") != list(image.shape) or rec.get("missing"):
-                self._commit({**self._images, key: {**rec, "shape": list(image.shape), "missing": False}})
-            return image
+        try:
+            image = self._pixels.read(self.images_folder / rec["file"], _read_image_file)
+        except FileNotFoundError:
+            if not rec.get("missing"):
+                self._update_record(key, missing=True)
+            raise FileNotFoundError(
+                f"{rec['file']} is no longer in {self.images_folder}; its masks are kept in the project"
+            ) from None
+        if rec.get("shape") != list(image.shape) or rec.get("missing"):
+            self._update_record(key, shape=list(image.shape), missing=False)
+        return image
+
+    def _update_record(self, key: str, **fields: Any) -> None:
+        with self._lock:
+            self._commit({**self._images, key: {**self._raw(key), **fields}})
 
     def _image_shape(self, key: str) -> tuple[int, ...]:
         shape = self._raw(key).get("shape")

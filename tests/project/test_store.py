@@ -380,3 +380,18 @@ def test_a_full_disk_says_so_and_keeps_the_store_intact(folder, monkeypatch):
     assert revisions(again, "img1.png") == ["r1"]
     assert [v["id"] for v in again.model_versions()] == [first] and again.active_model == first
     assert sorted(p.name for p in again.models_dir.iterdir()) == [f"{first}.safetensors"]
+
+
+def test_an_unchanged_image_is_decoded_once_and_a_rewritten_one_again(folder, monkeypatch):
+    decoded = []
+    real_reader = store_module._read_image_file
+    monkeypatch.setattr(store_module, "_read_image_file", lambda path: decoded.append(path) or real_reader(path))
+    store = ProjectStore.open(folder)
+    first = store.read_image("img1.png")
+    assert store.read_image("img1.png") is first and len(decoded) == 1
+    assert not first.flags.writeable, "shared pixels must not be changed by one of their readers"
+
+    write_png(folder / "img1.png", seed=7)
+    os.utime(folder / "img1.png", ns=(1, 1))  # a different modification time even on a coarse clock
+    np.testing.assert_array_equal(store.read_image("img1.png"), np.asarray(Image.open(folder / "img1.png")))
+    assert len(decoded) == 2
