@@ -126,6 +126,7 @@ class HybridSegDock(QWidget):
         self.key: str | None = None
         self._mask_edited = False
         self._loading_mask = False
+        self._status_note = ""  # opens the status lines about the image shown (e.g. "Saved the mask of …")
         self._refine_job = None
         self._refine_cancel = threading.Event()  # set to stop the refinement in progress
         self._refine_worker = None
@@ -263,10 +264,15 @@ class HybridSegDock(QWidget):
         worker.finished.connect(lambda: workers.pop(worker, None))
         worker.start()
 
-    def say(self, message: str, level: str = "info") -> None:
+    def say(self, message: str, level: str = "info", toast: bool = True) -> None:
+        """Show ``message`` in the dock's status lines and, unless ``toast`` is False, as a napari notification.
+        Routine confirmations (one per accept) skip the notification: the status lines and the image list's ✓
+        say it already, and a notification per accept would bury the ones that matter. Warnings and errors
+        always notify."""
         self.status.setText(message)
         self.status.setToolTip(message)  # in full, should it need more than STATUS_LINES lines
-        {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
+        if toast or level != "info":
+            {"info": show_info, "warning": show_warning, "error": show_error}[level](message)
 
     # ------------------------------------------------------------------ opening
     def _choose_folder(self) -> None:
@@ -409,9 +415,11 @@ class HybridSegDock(QWidget):
             self.session.save_draft(self.key, self.viewer.layers[MASK_LAYER].data)
             self._mask_edited = False
 
-    def show_image(self, key: str) -> None:
+    def show_image(self, key: str, note: str = "") -> None:
+        """Show ``key`` and its mask; ``note`` opens the status lines about it (what the user just did)."""
         if self.session is None or key is None:
             return
+        self._status_note = note
         if key != self.key:
             self._keep_draft()
         try:
@@ -442,7 +450,7 @@ class HybridSegDock(QWidget):
         self._request_map()
 
     def _predict_in_background(self, key: str) -> None:
-        self.status.setText(f"Predicting {key} with {self.session.version_label()}…")
+        self.status.setText(f"{self._status_note}Predicting {key} with {self.session.version_label()}…")
         worker = create_worker(_predict_mask, self.session, key)
         worker.returned.connect(lambda result, key=key: self._show_mask(key, *result))
         worker.errored.connect(lambda err: self.say(f"Prediction failed: {err}", "error"))
@@ -458,7 +466,7 @@ class HybridSegDock(QWidget):
         _freeze_loaded_modules()
         where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
                  "predicted": f"prediction of {self.session.version_label()}"}[origin]
-        self.status.setText(f"{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
+        self.status.setText(f"{self._status_note}{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
         self._refresh_list()
         self._prefetch()
         self._start_first_ranking()
@@ -528,7 +536,7 @@ class HybridSegDock(QWidget):
         if key is None:
             self.say("Every image is accepted.")
         elif key == self.key:
-            self.say(f"{key}, shown now, is the suggested image.")
+            self.say(f"{key}, shown now, is the suggested image.", toast=False)
         else:
             self.show_image(key)
 
@@ -549,9 +557,10 @@ class HybridSegDock(QWidget):
         if self.session.refine_due() and self._refine_worker is None:
             self.start_refine()
         next_key = self.session.suggest_next()
-        self.say(f"Saved the mask of {accepted}." + (f" Next: {next_key}." if next_key else " Every image is accepted."))
+        self.say(f"Saved the mask of {accepted}." + (f" Next: {next_key}." if next_key else " Every image is accepted."),
+                 toast=next_key is None)
         if next_key is not None:
-            self.show_image(next_key)
+            self.show_image(next_key, note=f"Saved the mask of {accepted}. ")
 
     def _refine_every_changed(self, value: int) -> None:
         if self.session is not None:

@@ -353,3 +353,23 @@ def test_an_unaccepted_edit_is_kept_shortly_after_the_stroke(make_napari_viewer,
     qtbot.waitUntil(lambda: saved_draft(image_folder, dock.key) is not None, timeout=DRAFT_SAVE_DELAY_MS + 10_000)
     assert np.array_equal(saved_draft(image_folder, dock.key), edited)
     dock.close_project()
+
+
+def test_routine_confirmations_stay_in_the_status_line_and_milestones_notify(make_napari_viewer, qtbot, image_folder):
+    from napari.utils.notifications import notification_manager
+
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    before = len(notification_manager.records)
+    first = dock.key
+    dock.accept()
+    wait_for_prediction(qtbot, dock)  # the next image's status lines still open with the confirmation
+    assert dock.key != first and dock.status.text().startswith(f"Saved the mask of {first}. {dock.key}: ")
+    assert len(notification_manager.records) == before, "no notification (and its animations) on every accept"
+    dock.next_image()
+    assert "Saved the mask" not in dock.status.text()
+
+    dock.say("A milestone.")
+    dock.say("Something went wrong.", "warning", toast=False)  # a warning or error always notifies
+    assert [r.message for r in notification_manager.records[before:]] == ["A milestone.", "Something went wrong."]
+    dock.close_project()
