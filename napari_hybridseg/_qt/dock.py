@@ -557,9 +557,9 @@ class HybridSegDock(QWidget):
         if self.session.refine_due() and self._refine_worker is None:
             self.start_refine()
         next_key = self.session.suggest_next()
-        self.say(f"Saved the mask of {accepted}." + (f" Next: {next_key}." if next_key else " Every image is accepted."),
-                 toast=next_key is None)
-        if next_key is not None:
+        if next_key is None:
+            self.say(f"Saved the mask of {accepted}. Every image is accepted.")
+        else:  # the next image's status lines say it: no notification per accept
             self.show_image(next_key, note=f"Saved the mask of {accepted}. ")
 
     def _refine_every_changed(self, value: int) -> None:

@@ -223,8 +223,9 @@ class ProjectStore:
         return [record_from_json(k, r) for k, r in self._images.items()]
 
     def read_image(self, key: str) -> np.ndarray:
-        """The raw pixels (read-only), from the file or the store; records the shape the first time.
-        A file is decoded outside the store's lock, and at most once while it is unchanged (see PixelCache)."""
+        """The raw pixels, from the file or the store; records the shape the first time. A file's pixels are
+        decoded outside the store's lock, at most once while the file is unchanged, and shared read-only
+        (see PixelCache)."""
         with self._lock:
             rec = self._raw(key)
             if rec["file"] is None:
