@@ -92,11 +92,13 @@ class Variant:
     loss: str = "mask"
     unlabelled_share: float = 0.0
     foreground_share: float = 0.0  # of the fine-tuning crops, for every network arm (scratch included)
+    finetune_steps: int | None = None  # for every network arm; None: the budget's
 
     @property
     def tag(self) -> str:
         return (f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
-                + (f"+foreground{self.foreground_share:g}" if self.foreground_share else ""))
+                + (f"+foreground{self.foreground_share:g}" if self.foreground_share else "")
+                + (f"+steps{self.finetune_steps}" if self.finetune_steps else ""))
 
     @property
     def slug(self) -> str:
@@ -224,7 +226,7 @@ def fit_and_score(
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
-            steps=budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed,
+            steps=variant.finetune_steps or budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed,
             foreground_share=variant.foreground_share,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
@@ -452,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unlabelled-share", type=float, default=0.0)
     p.add_argument("--foreground-share", type=float, default=0.0,
                    help="share of fine-tuning crops placed around a foreground pixel (default 0: uniform crops)")
+    p.add_argument("--finetune-steps", type=int,
+                   help=f"fine-tuning steps of every network arm (default {FULL.finetune_steps})")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -466,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
-    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share)
+    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
                + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report

@@ -24,7 +24,7 @@ def test_paired_bootstrap_refuses_unpaired_scores():
         paired_bootstrap(np.zeros((3, 4)), np.zeros((2, 4)))
 
 
-def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, capsys):
+def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, capsys, monkeypatch):
     args = ["--quick", "--pair", f"{tiny_sample_root}:synth:synth", "--source-split", "pool", "--threads", "1",
             "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "benchmarks" / "results"),
             "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
@@ -61,15 +61,23 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert len((tmp_path / "work" / "records.jsonl").read_text().splitlines()) == len(records)
 
     # a fine-tuning variant reports in its own section and leaves the default's report as it was
+    from napari_hybridseg.learn import finetune
+
+    steps_trained = []
+    make_config = finetune.default_finetune_train_config
+    monkeypatch.setattr(finetune, "default_finetune_train_config",
+                        lambda **kw: steps_trained.append(kw["steps"]) or make_config(**kw))
     results = tmp_path / "benchmarks" / "results"
     before = (results / "label_efficiency_quick.json").read_text()
-    variant_args = ["--foreground-share", "0.5", "--arms", "scratch", "--n-labels", "1", "--seeds", "1"]
+    variant_args = ["--foreground-share", "0.5", "--finetune-steps", "3", "--arms", "scratch", "--n-labels", "1",
+                    "--seeds", "1"]
     assert label_efficiency.main(args + variant_args) == 0
+    assert steps_trained == [3, 3]  # N = 1 and the ceiling
     assert (results / "label_efficiency_quick.json").read_text() == before
-    variant = json.loads((results / "label_efficiency_quick_mask_foreground0.5.json").read_text())
+    variant = json.loads((results / "label_efficiency_quick_mask_foreground0.5_steps3.json").read_text())
     assert {(r["method"], r["n_labels"]) for r in variant[0]["results"]} == {("scratch", 1), ("scratch", 4)}
-    assert variant[0]["finetune"] == "mask+foreground0.5"
-    assert "label_efficiency_quick_mask_foreground0.5:start" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert variant[0]["finetune"] == "mask+foreground0.5+steps3"
+    assert "label_efficiency_quick_mask_foreground0.5_steps3:start" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def _record(method: str, n: int, seed: int, dice: float) -> dict:
