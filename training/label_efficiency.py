@@ -226,8 +226,8 @@ def fit_and_score(
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
-            steps=variant.finetune_steps or budget.finetune_steps, batch_size=budget.batch_size, crop_size=budget.crop, seed=seed,
-            foreground_share=variant.foreground_share,
+            steps=variant.finetune_steps or budget.finetune_steps, batch_size=budget.batch_size,
+            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)

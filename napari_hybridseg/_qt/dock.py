@@ -467,6 +467,7 @@ class HybridSegDock(QWidget):
         where = {"accepted": "accepted mask", EDITED: "your unaccepted edit",
                  "predicted": f"prediction of {self.session.version_label()}"}[origin]
         self.status.setText(f"{self._status_note}{key}: {where}. Correct it, then accept ({ACCEPT_KEY.replace('-', '+')}).")
+        self._status_note = ""  # said once: a later refresh of this mask must not repeat it
         self._refresh_list()
         self._prefetch()
         self._start_first_ranking()
