@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["hybrid", "supervised", "diffusion"], default="hybrid")
     p.add_argument("--lambda-image", type=float, default=1.0)
     p.add_argument("--lambda-mask", type=float, default=1.0)
-    p.add_argument("--clean-fraction", type=float, default=0.25, help="share of each hybrid batch at σ≈0")
+    p.add_argument("--clean-fraction", type=float,
+                   help="share of each batch at σ≈0 (default: 0.25 for hybrid, 0 for diffusion)")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="model image channels")
     p.add_argument("--classes", type=int, default=2, help="K mask classes (2: background/foreground from labels > 0)")
     p.add_argument("--base-channels", type=int, default=16)

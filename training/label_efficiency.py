@@ -38,6 +38,7 @@ from . import report
 from .stats import paired_bootstrap
 
 PRETRAINED = ("hybrid", "supervised", "diffusion")
+TUNABLE = ("hybrid", "diffusion")  # the arms whose pretraining setting the benchmark can vary
 ARMS = (*PRETRAINED, "scratch", "forest")
 
 
@@ -68,11 +69,28 @@ class Budget:
     # and on DRIVE val 0.795 vs 0.775 (stop 8, validation splits only).
     clean_fraction: float = 0.5
     invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
+    diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
+
+    def pretrain_tag(self, method: str) -> str:
+        """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
+        if method == "hybrid":
+            return f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
+        if method == "diffusion" and self.diffusion_clean_fraction:
+            return f"clean{self.diffusion_clean_fraction:g}"
+        return ""
+
+    def pretrain_args(self, method: str) -> list[str]:
+        """The ``hybridseg pretrain`` options of that setting."""
+        if method == "hybrid":
+            return ["--clean-fraction", str(self.clean_fraction), "--invert-probability", str(self.invert_probability)]
+        if method == "diffusion":
+            return ["--clean-fraction", str(self.diffusion_clean_fraction)]
+        return []
 
     @property
-    def hybrid_tag(self) -> str:
-        """Names the hybrid pretraining setting in file names and records."""
-        return f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
+    def shown_tags(self) -> dict[str, str]:
+        """The setting reported as each tunable arm (others show as ``<arm>@<setting>``)."""
+        return {m: self.pretrain_tag(m) for m in TUNABLE}
 
     def pretrain_steps_for(self, pair: Pair) -> int:
         return self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"])
@@ -162,15 +180,14 @@ def pretrained_checkpoint(work: Path, pair: Pair, method: str, budget: Budget, t
     """The source model of ``method``, trained on first use through the CLI and kept in ``work``."""
     from napari_hybridseg.cli import main as cli
 
-    name = f"{method}-{budget.hybrid_tag}" if method == "hybrid" else method
+    tag = budget.pretrain_tag(method)
+    name = f"{method}-{tag}" if tag else method
     out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{name}.safetensors"
     if not out.exists():
         started = time.perf_counter()
-        hybrid_args = ["--clean-fraction", str(budget.clean_fraction),
-                       "--invert-probability", str(budget.invert_probability)] if method == "hybrid" else []
         rc = cli([
             "pretrain", "--data", str(pair.root), "--domain", pair.source, "--split", pair.source_split,
-            "--method", method, *hybrid_args, "--steps", str(budget.pretrain_steps_for(pair)),
+            "--method", method, *budget.pretrain_args(method), "--steps", str(budget.pretrain_steps_for(pair)),
             "--batch-size", str(budget.batch_size), "--crop", str(budget.crop), "--base-channels", str(budget.base_channels),
             "--threads", str(threads), "--device", "cpu", "--out", str(out), "--log", str(out.with_suffix(".jsonl")),
         ])
@@ -262,7 +279,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
         key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method,
-                   pretrain=budget.hybrid_tag if method == "hybrid" else "", n_labels=n, seed=seed)
+                   pretrain=budget.pretrain_tag(method), n_labels=n, seed=seed)
         if records.has(**key):
             continue
         target = data[pair.name]
@@ -317,27 +334,33 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def methods_present(cells: dict[tuple, Any], arms: Iterable[str]) -> list[str]:
-    """The arms that have results, in ``arms`` order, then other hybrid settings (``hybrid@<setting>``)."""
+    """The arms that have results, in ``arms`` order, then other pretraining settings (``hybrid@<setting>``)."""
     present = {method for method, _ in cells}
     return [m for m in arms if m in present] + sorted(present - set(arms))
 
 
+def _setting_name(tag: str) -> str:
+    return tag or "clean0"  # the empty tag: the setting an arm had before it could vary (diffusion: no σ_min share)
+
+
 def report_rows(
-    rows: list[dict[str, Any]], protocol: str, variant: Variant, hybrid_tag: str
-) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """The records of one report per pair, with the hybrid pretraining setting shown as ``hybrid``:
-    ``hybrid_tag``, or the most-run setting where that one has not run on the pair yet. Hybrid runs
-    of other settings are kept as their own arm, ``hybrid@<setting>``, compared paired."""
+    rows: list[dict[str, Any]], protocol: str, variant: Variant, shown_tags: dict[str, str]
+) -> dict[str, tuple[dict[str, str], list[dict[str, Any]]]]:
+    """The records of one report per pair, with each tunable arm's pretraining setting shown under the arm's
+    name: ``shown_tags[arm]``, or the most-run setting where that one has not run on the pair yet. Runs of
+    other settings are kept as their own arm, ``<arm>@<setting>``, compared paired."""
     by_pair: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["protocol"] == protocol and r["variant"] == variant.tag:
             by_pair.setdefault(r["pair"], []).append(r)
     out = {}
     for pair, pair_rows in by_pair.items():
-        tags = [r["pretrain"] for r in pair_rows if r["method"] == "hybrid"]
-        shown = hybrid_tag if hybrid_tag in tags or not tags else max(set(tags), key=tags.count)
-        out[pair] = (shown, [{**r, "method": f"hybrid@{r['pretrain']}"} if r["method"] == "hybrid" and r["pretrain"] != shown
-                             else r for r in pair_rows])
+        shown = {}
+        for method, wanted in shown_tags.items():
+            tags = [r["pretrain"] for r in pair_rows if r["method"] == method]
+            shown[method] = wanted if wanted in tags or not tags else max(set(tags), key=tags.count)
+        out[pair] = (shown, [{**r, "method": f"{r['method']}@{_setting_name(r['pretrain'])}"}
+                             if r["method"] in shown and r["pretrain"] != shown[r["method"]] else r for r in pair_rows])
     return out
 
 
@@ -391,9 +414,9 @@ def earlier_entries(json_path: Path, recorded: set[tuple[str, str]]) -> list[dic
     return [e for e in json.loads(json_path.read_text()) if (e["source"], e["target"]) not in recorded]
 
 
-def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: str, args_line: str,
+def write_report(records: Records, protocol: str, variant: Variant, shown_tags: dict[str, str], args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
-    by_pair = report_rows(records.rows, protocol, variant, hybrid_tag)
+    by_pair = report_rows(records.rows, protocol, variant, shown_tags)
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"
@@ -402,15 +425,17 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
                  f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).")
                 for e in out]
     pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
-    for shown_tag, pair_rows in by_pair.values():
+    for shown, pair_rows in by_pair.values():
         first = pair_rows[0]
         entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
-            "finetune": variant.tag, "hybrid_pretraining": shown_tag, "command": args_line, "machine": info,
+            "finetune": variant.tag, "hybrid_pretraining": shown["hybrid"],
+            "diffusion_pretraining": _setting_name(shown["diffusion"]), "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
         }
         out.append(entry)
-        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown_tag}."))
+        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown['hybrid']}; "
+                                           f"diffusion pretraining: {_setting_name(shown['diffusion'])}."))
     sections = []
     for entry, pair_rows, origin in reported:
         plot = results_dir / f"{section}_{entry['target']}.png"
@@ -424,7 +449,7 @@ def write_report(records: Records, protocol: str, variant: Variant, hybrid_tag: 
     timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
               f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
     body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
-        + "`hybrid@<setting>` columns are hybrid pretraining with another setting, for comparison.  \n" \
+        + "`<arm>@<setting>` columns are that arm's pretraining with another setting, for comparison.  \n" \
         + f"Command: `{args_line}`  \nMachine: {report.machine_line(info)}  \n" \
         + f"Results: `{json_path.relative_to(results_dir.parent.parent)}`"
     report.update_section(section, body, benchmarks_md)
@@ -446,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-labels", type=int, nargs="+")
     p.add_argument("--clean-fraction", type=float,
                    help=f"share of each hybrid pretraining batch at σ_min (default {FULL.clean_fraction})")
+    p.add_argument("--diffusion-clean-fraction", type=float,
+                   help=f"share of each diffusion pretraining batch at σ_min (default {FULL.diffusion_clean_fraction:g})")
     p.add_argument("--invert-probability", type=float,
                    help="share of hybrid pretraining crops with inverted intensities (default 0)")
     p.add_argument("--base-channels", type=int,
@@ -467,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
-                 "invert_probability": args.invert_probability, "base_channels": args.base_channels}
+                 "invert_probability": args.invert_probability, "base_channels": args.base_channels,
+                 "diffusion_clean_fraction": args.diffusion_clean_fraction}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps)
@@ -485,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
-    path = write_report(records, args.protocol, variant, budget.hybrid_tag, args_line, args.results_dir, args.benchmarks_md, section)
+    path = write_report(records, args.protocol, variant, budget.shown_tags, args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0
 

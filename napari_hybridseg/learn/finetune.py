@@ -88,10 +88,10 @@ def finetune(
     if config.loss == "mask":
         loss_config = LossConfig(method="supervised")
     else:
-        loss_config = LossConfig(
-            method="hybrid",
-            **{k: pretrain_loss[k] for k in ("lambda_image", "lambda_mask", "p_mean", "p_std", "clean_fraction") if k in pretrain_loss},
-        )
+        # a diffusion checkpoint's clean share fed only its denoising term; the mask term needs hybrid's own
+        inherited = ("lambda_image", "lambda_mask", "p_mean", "p_std") + (
+            ("clean_fraction",) if pretrain_loss.get("method") != "diffusion" else ())
+        loss_config = LossConfig(method="hybrid", **{k: pretrain_loss[k] for k in inherited if k in pretrain_loss})
     if n_unlabelled and config.loss == "mask":
         # unlabelled images only help through the denoising term
         loss_config = LossConfig(method="hybrid", clean_fraction=loss_config.clean_fraction)

@@ -4,7 +4,8 @@
 
 * ``hybrid``: denoising + mask; a share ``clean_fraction`` of the batch at σ_min
 * ``supervised``: mask only, clean input (σ_min)
-* ``diffusion``: denoising only
+* ``diffusion``: denoising only; a share ``clean_fraction`` at σ_min too (default none), so that
+  the network also sees the noise level it is fine-tuned and used at
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from .precond import SIGMA_MIN, HybridSegModel
 
 METHODS = ("hybrid", "supervised", "diffusion")
 IGNORE_INDEX = -1
+# The share of a batch at σ_min when a LossConfig does not say. Supervised draws every sample there whatever
+# its value; 0.25 is what its checkpoints have always recorded, and what a hybrid fine-tune of one copies.
+DEFAULT_CLEAN_FRACTION = {"hybrid": 0.25, "supervised": 0.25, "diffusion": 0.0}
 
 
 @dataclass(frozen=True)
@@ -28,11 +32,13 @@ class LossConfig:
     lambda_mask: float = 1.0
     p_mean: float = -1.2
     p_std: float = 1.2
-    clean_fraction: float = 0.25
+    clean_fraction: float | None = None  # None: DEFAULT_CLEAN_FRACTION of the method
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.clean_fraction is None:
+            object.__setattr__(self, "clean_fraction", DEFAULT_CLEAN_FRACTION[self.method])
         if not 0.0 <= self.clean_fraction <= 1.0:
             raise ValueError("clean_fraction must lie in [0, 1]")
 
@@ -78,7 +84,7 @@ class HybridLoss:
             return torch.full((batch,), SIGMA_MIN, device=device)
         z = torch.randn(batch, generator=generator, device="cpu").to(device)
         sigma = (z * cfg.p_std + cfg.p_mean).exp()
-        if cfg.method == "hybrid" and cfg.clean_fraction > 0:
+        if cfg.clean_fraction > 0:
             n_clean = int(round(cfg.clean_fraction * batch))
             sigma[:n_clean] = SIGMA_MIN
         return sigma

@@ -103,12 +103,27 @@ def test_log_normal_parameters_are_honoured():
     assert draws.std().item() == pytest.approx(0.3, abs=0.02)
 
 
-def test_diffusion_has_no_clean_samples():
-    loss = HybridLoss(LossConfig(method="diffusion", clean_fraction=0.5))
+def test_diffusion_has_no_clean_samples_by_default():
+    config = LossConfig(method="diffusion")
+    assert config.clean_fraction == 0.0
+    loss = HybridLoss(config)
     g = torch.Generator().manual_seed(4)
     sigma = torch.cat([loss.sample_sigma(32, torch.device("cpu"), g) for _ in range(20)])
     assert not (sigma == SIGMA_MIN).any()
     assert sigma.std() > 0
+
+
+def test_diffusion_puts_its_clean_fraction_at_sigma_min():
+    loss = HybridLoss(LossConfig(method="diffusion", clean_fraction=0.5))
+    sigma = loss.sample_sigma(8, torch.device("cpu"), torch.Generator().manual_seed(4))
+    assert int((sigma == SIGMA_MIN).sum()) == 4
+    assert (sigma[4:] != SIGMA_MIN).all()
+
+
+def test_each_method_records_its_default_clean_fraction():
+    assert LossConfig(method="hybrid").to_dict()["clean_fraction"] == 0.25
+    assert LossConfig(method="supervised").to_dict()["clean_fraction"] == 0.25
+    assert LossConfig(method="diffusion").to_dict()["clean_fraction"] == 0.0
 
 
 def test_sigma_sampling_is_reproducible_with_a_generator():

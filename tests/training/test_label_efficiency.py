@@ -80,9 +80,10 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert "label_efficiency_quick_mask_foreground0.5_steps3:start" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
-def _record(method: str, n: int, seed: int, dice: float) -> dict:
+def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = None) -> dict:
     return {"pair": "root-a-b", "protocol": "test", "variant": "mask", "method": method,
-            "pretrain": "clean0.5" if method == "hybrid" else "", "n_labels": n, "seed": seed, "source": "a",
+            "pretrain": pretrain if pretrain is not None else "clean0.5" if method == "hybrid" else "",
+            "n_labels": n, "seed": seed, "source": "a",
             "target": "b", "n_pool": 4, "labelled_ids": [], "dice": dice, "iou": dice / 2,
             "per_image_dice": [dice - 0.01, dice + 0.01], "seconds": 1.0}
 
@@ -102,7 +103,7 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
         records.add(_record("scratch", 5, seed, 0.6))
     md = tmp_path / "BENCHMARKS.md"
 
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), "clean0.5",
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL.shown_tags,
                                   "python -m training.label_efficiency --new", results, md, "label_efficiency")
 
     data = json.loads((results / "label_efficiency.json").read_text())
@@ -114,3 +115,25 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
     assert "0.800 ± 0.000 (2)" in carried and "No paired intervals" in carried
     assert "+0.300 [" in recorded  # hybrid − scratch from the per-image records
     assert (results / "label_efficiency_y.png").exists() and (results / "label_efficiency_b.png").exists()
+
+
+def test_diffusion_settings_name_their_checkpoints_records_and_columns():
+    budget = label_efficiency.FULL
+    assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0.0"]
+    tuned = label_efficiency.replace(budget, diffusion_clean_fraction=0.5)
+    assert tuned.pretrain_tag("diffusion") == "clean0.5"
+    assert tuned.pretrain_args("diffusion") == ["--clean-fraction", "0.5"]
+    assert tuned.pretrain_tag("supervised") == "" and tuned.pretrain_args("supervised") == []
+
+    rows = [_record("hybrid", 5, s, 0.8) for s in (0, 1)] + [_record("diffusion", 5, s, 0.6) for s in (0, 1)]
+    rows += [_record("diffusion", 5, s, 0.7, pretrain="clean0.5") for s in (0, 1)]
+    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), tuned.shown_tags).values()
+    assert shown == {"hybrid": "clean0.5", "diffusion": "clean0.5"}
+    assert sorted({r["method"] for r in reported}) == ["diffusion", "diffusion@clean0", "hybrid"]
+    assert {r["dice"] for r in reported if r["method"] == "diffusion"} == {0.7}
+    md = label_efficiency.pair_markdown(reported, list(label_efficiency.ARMS))
+    assert "hybrid − diffusion@clean0" in md and "+0.200 [" in md and "+0.100 [" in md
+
+    # a setting that has not run on the pair yet: the most-run one is shown as the arm
+    (shown, _), = label_efficiency.report_rows(rows[:4], "test", label_efficiency.Variant(), tuned.shown_tags).values()
+    assert shown["diffusion"] == ""
