@@ -34,6 +34,7 @@ from .gui_thread_gc import GuiThreadGarbageCollector
 from .layer_pixels import show_pixels
 from .loss_plot import LossPlot
 from .progress_bar import ProgressBar
+from .scroll_column import ScrollColumn
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
 from .viewer_close import on_viewer_closing
 
@@ -155,7 +156,11 @@ class HybridSegDock(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = ScrollColumn()  # a window too short for every control scrolls the dock
+        outer.addWidget(self.scroll_area)
+        layout = self.scroll_area.column_layout
 
         source = QHBoxLayout()
         self.open_button = QPushButton("Open folder…")

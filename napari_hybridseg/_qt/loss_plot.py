@@ -19,7 +19,7 @@ import threading
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-HEIGHT = 170
+HEIGHT = 145
 LINE_COLOUR = "#f0a030"
 AXIS_COLOUR = "#aaaaaa"
 AXIS_HEIGHT = 42

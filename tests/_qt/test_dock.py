@@ -374,3 +374,19 @@ def test_routine_confirmations_stay_in_the_status_line_and_milestones_notify(mak
     dock.say("Something went wrong.", "warning", toast=False)  # a warning or error always notifies
     assert [r.message for r in notification_manager.records[before:]] == ["A milestone.", "Something went wrong."]
     dock.close_project()
+
+
+def test_a_short_window_scrolls_the_dock_instead_of_clipping_it(make_napari_viewer, qtbot, image_folder):
+    """In a window too short for every control the dock scrolls; no control is squeezed under its
+    minimum size or drawn past the bottom of its box (the loss curve's x axis was cut off)."""
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    viewer.window._qt_window.resize(1200, 600)
+    viewer.window._qt_window.show()
+    qtbot.waitUntil(lambda: dock.isVisible() and dock.height() < 600, timeout=10_000)
+    refine_box = dock.loss_plot.parentWidget()
+    qtbot.waitUntil(lambda: refine_box.height() >= refine_box.minimumSizeHint().height(), timeout=10_000)
+    plot_bottom = dock.loss_plot.geometry().bottom()
+    assert plot_bottom <= refine_box.contentsRect().bottom()
+    assert dock.scroll_area.verticalScrollBar().maximum() > 0
+    dock.scroll_area.ensureWidgetVisible(dock.status)
+    qtbot.waitUntil(lambda: not dock.status.visibleRegion().isEmpty(), timeout=10_000)
