@@ -13,7 +13,7 @@ width; its minimum width is the dock's, so nothing is cut at the side.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtGui import QResizeEvent
 from qtpy.QtWidgets import QFrame, QScrollArea, QStyle, QVBoxLayout, QWidget
 
@@ -29,12 +29,20 @@ class ScrollColumn(QScrollArea):
         margins = self.column_layout.contentsMargins()
         self.column_layout.setContentsMargins(margins.left(), 4, margins.right(), 4)  # a dock's height is scarce
         self.setWidget(self.column)
+        self._minimum_width = -1
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(0)
+        self._refit.timeout.connect(self._fit_column)
         self.column.installEventFilter(self)  # a control that grows or shrinks re-fits the column
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.column and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the column's minimum width is this area's: the dock re-reads it
-            self._fit_column()
+            width = self.column.minimumSizeHint().width()
+            if width != self._minimum_width:  # only then: a re-layout of the whole window is a costly repaint
+                self._minimum_width = width
+                self.updateGeometry()  # the column's minimum width is this area's: the dock re-reads it
+            self._refit.start()  # once the column has laid out its controls' new sizes
         return super().eventFilter(watched, event)
 
     def minimum_column_height(self, width: int) -> int:
