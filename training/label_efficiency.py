@@ -114,7 +114,10 @@ class Variant:
 
     @property
     def tag(self) -> str:
-        return (f"{self.loss}" + (f"+unlabelled{self.unlabelled_share:g}" if self.unlabelled_share else "")
+        # "mask+unlabelled…" records (stop 8) had the mask loss on noisy labelled crops too; since stop 21 the
+        # labelled crops stay clean and the unlabelled ones feed only the denoising term: "mask+denoise…"
+        unlabelled = "denoise" if self.loss == "mask" else "unlabelled"
+        return (f"{self.loss}" + (f"+{unlabelled}{self.unlabelled_share:g}" if self.unlabelled_share else "")
                 + (f"+foreground{self.foreground_share:g}" if self.foreground_share else "")
                 + (f"+steps{self.finetune_steps}" if self.finetune_steps else ""))
 

@@ -93,8 +93,9 @@ def finetune(
             ("clean_fraction",) if pretrain_loss.get("method") != "diffusion" else ())
         loss_config = LossConfig(method="hybrid", **{k: pretrain_loss[k] for k in inherited if k in pretrain_loss})
     if n_unlabelled and config.loss == "mask":
-        # unlabelled images only help through the denoising term
-        loss_config = LossConfig(method="hybrid", clean_fraction=loss_config.clean_fraction)
+        # unlabelled images only help through the denoising term. The batch's first crops are the labelled ones
+        # and its clean share is exactly theirs, so the mask loss still sees clean input only, as without them
+        loss_config = LossConfig(method="hybrid", clean_fraction=(train_config.batch_size - n_unlabelled) / train_config.batch_size)
     history = train(
         tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config, device, on_log=on_log, should_stop=should_stop
     )

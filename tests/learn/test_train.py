@@ -21,8 +21,8 @@ from napari_hybridseg.learn.train import (
     train,
 )
 from napari_hybridseg.model.checkpoint import model_metadata
-from napari_hybridseg.model.loss import HybridLoss, LossConfig, LossTerms
-from napari_hybridseg.model.precond import HybridSegModel
+from napari_hybridseg.model.loss import IGNORE_INDEX, HybridLoss, LossConfig, LossTerms
+from napari_hybridseg.model.precond import SIGMA_MIN, HybridSegModel
 
 SMALL = dict(base_channels=8, channel_mults=(1, 2), embedding_dim=16)
 CPU = torch.device("cpu")
@@ -114,6 +114,26 @@ def test_finetune_with_unlabelled_images_uses_the_denoising_term():
     assert record["n_unlabelled"] == 2
     assert record["loss"]["method"] == "hybrid"
     assert logs == history and all(h.image_loss > 0 for h in history)
+
+
+def test_with_the_mask_loss_the_labelled_crops_are_clean_and_the_unlabelled_ones_noisy(monkeypatch):
+    seen = []
+    real_loss = finetune_module.HybridLoss
+
+    class RecordingLoss(real_loss):
+        def __call__(self, model, images, masks=None, generator=None):
+            sigma = self.sample_sigma(images.shape[0], images.device)
+            seen.append((sigma, masks))
+            return super().__call__(model, images, masks, generator)
+
+    monkeypatch.setattr(finetune_module, "HybridLoss", RecordingLoss)
+    model = tiny()
+    finetune(model, model_metadata(model, method="hybrid"), samples(1), small_config(steps=3, batch_size=8),
+             FinetuneConfig(loss="mask", unlabelled_share=0.25), unlabelled=samples(2, labelled=False))
+    for sigma, masks in seen:
+        labelled = (masks != IGNORE_INDEX).flatten(1).any(1)
+        assert labelled.tolist() == [True] * 6 + [False] * 2
+        assert (sigma[:6] == SIGMA_MIN).all() and (sigma[6:] > SIGMA_MIN).all()
 
 
 def test_finetune_mask_loss_without_unlabelled_is_supervised():
