@@ -111,6 +111,7 @@ class Variant:
     unlabelled_share: float = 0.0
     foreground_share: float = 0.0  # of the fine-tuning crops, for every network arm (scratch included)
     finetune_steps: int | None = None  # for every network arm; None: the budget's
+    unlabelled_crops: int = 0  # unlabelled pool crops added to each batch (denoising only): the labelled ones stay as many
 
     @property
     def tag(self) -> str:
@@ -119,7 +120,14 @@ class Variant:
         unlabelled = "denoise" if self.loss == "mask" else "unlabelled"
         return (f"{self.loss}" + (f"+{unlabelled}{self.unlabelled_share:g}" if self.unlabelled_share else "")
                 + (f"+foreground{self.foreground_share:g}" if self.foreground_share else "")
-                + (f"+steps{self.finetune_steps}" if self.finetune_steps else ""))
+                + (f"+steps{self.finetune_steps}" if self.finetune_steps else "")
+                + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else ""))
+
+    def batch(self, labelled_crops: int) -> tuple[int, float]:
+        """The fine-tuning batch size and its unlabelled share."""
+        if self.unlabelled_crops:
+            return labelled_crops + self.unlabelled_crops, self.unlabelled_crops / (labelled_crops + self.unlabelled_crops)
+        return labelled_crops, self.unlabelled_share
 
     @property
     def slug(self) -> str:
@@ -238,15 +246,16 @@ def fit_and_score(
 
     if method == "scratch":
         model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
-        config = FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
+        batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
     else:
         model, meta = load_checkpoint(checkpoint(method))
-        config = FinetuneConfig(loss=variant.loss, unlabelled_share=variant.unlabelled_share)
+        batch_size, unlabelled_share = variant.batch(budget.batch_size)
+        config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share)
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
-            steps=variant.finetune_steps or budget.finetune_steps, batch_size=budget.batch_size,
+            steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
             crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
@@ -481,7 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-channels", type=int,
                    help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
-    p.add_argument("--unlabelled-share", type=float, default=0.0)
+    p.add_argument("--unlabelled-share", type=float, default=0.0,
+                   help="share of each fine-tuning batch taken by unlabelled pool crops (denoising only)")
+    p.add_argument("--unlabelled-crops", type=int, default=0,
+                   help="unlabelled pool crops added to each fine-tuning batch (denoising only), the labelled crops as many as without")
     p.add_argument("--foreground-share", type=float, default=0.0,
                    help="share of fine-tuning crops placed around a foreground pixel (default 0: uniform crops)")
     p.add_argument("--finetune-steps", type=int,
@@ -501,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                  "diffusion_clean_fraction": args.diffusion_clean_fraction}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
-    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps)
+    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
+                      args.unlabelled_crops)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
                + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report

@@ -137,3 +137,13 @@ def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     # a setting that has not run on the pair yet: the most-run one is shown as the arm
     (shown, _), = label_efficiency.report_rows(rows[:4], "test", label_efficiency.Variant(), tuned.shown_tags).values()
     assert shown["diffusion"] == ""
+
+
+def test_unlabelled_crops_are_added_to_the_batch_not_taken_from_it():
+    assert label_efficiency.Variant().batch(8) == (8, 0.0)
+    assert label_efficiency.Variant(unlabelled_share=0.5).batch(8) == (8, 0.5)
+    added = label_efficiency.Variant(unlabelled_crops=8)
+    assert added.batch(8) == (16, 0.5)
+    assert added.tag == "mask+denoise8crops"
+    assert label_efficiency.Variant(unlabelled_share=0.5).tag == "mask+denoise0.5"
+    assert label_efficiency.Variant("hybrid", unlabelled_share=0.5).tag == "hybrid+unlabelled0.5"
