@@ -26,6 +26,7 @@ import json
 import shlex
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -287,6 +288,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
 
     torch.set_num_threads(threads)
     records = Records(work / "records.jsonl")
+    here = report.machine_line(report.machine())
     data = {p.name: target_data(p, protocol, budget) for p in pairs}
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
@@ -308,6 +310,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
             **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
             "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
             "per_image_dice": [r["dice"] for r in scores["per_image"]], "seconds": round(time.perf_counter() - started, 1),
+            "machine": here,
         }
         records.add(row)
         print(f"{pair.target:>12} {method:>10} N={n!s:>4} seed={seed}: Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
@@ -426,6 +429,22 @@ def earlier_entries(json_path: Path, recorded: set[tuple[str, str]]) -> list[dic
     return [e for e in json.loads(json_path.read_text()) if (e["source"], e["target"]) not in recorded]
 
 
+def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
+    """The machines the runs were made on (records name theirs since stop 21), not the one rebuilding the report."""
+    counts = Counter(r.get("machine") for r in rows)
+    unrecorded = counts.pop(None, 0)
+    if not unrecorded and len(counts) == 1:
+        return next(iter(counts))
+
+    def runs(n: int) -> str:
+        return f"{n} run" + ("s" if n != 1 else "")
+
+    parts = [f"{machine} ({runs(n)})" for machine, n in counts.most_common()]
+    if unrecorded:
+        parts.append(f"{runs(unrecorded)} from before records named their machine (this report rebuilt on {rebuilt_on})")
+    return "; ".join(parts)
+
+
 def write_report(records: Records, protocol: str, variant: Variant, shown_tags: dict[str, str], args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
     by_pair = report_rows(records.rows, protocol, variant, shown_tags)
@@ -462,7 +481,7 @@ def write_report(records: Records, protocol: str, variant: Variant, shown_tags: 
               f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
     body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
         + "`<arm>@<setting>` columns are that arm's pretraining with another setting, for comparison.  \n" \
-        + f"Command: `{args_line}`  \nMachine: {report.machine_line(info)}  \n" \
+        + f"Command: `{args_line}`  \nMachine: {machines_line(rows, report.machine_line(info))}  \n" \
         + f"Results: `{json_path.relative_to(results_dir.parent.parent)}`"
     report.update_section(section, body, benchmarks_md)
     return json_path

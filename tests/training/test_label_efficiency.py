@@ -147,3 +147,10 @@ def test_unlabelled_crops_are_added_to_the_batch_not_taken_from_it():
     assert added.tag == "mask+denoise8crops"
     assert label_efficiency.Variant(unlabelled_share=0.5).tag == "mask+denoise0.5"
     assert label_efficiency.Variant("hybrid", unlabelled_share=0.5).tag == "hybrid+unlabelled0.5"
+
+
+def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
+    line = label_efficiency.machines_line
+    assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
+    mixed = line([{"machine": "A"}, {"machine": "B"}, {"machine": "A"}, {}], "HERE")
+    assert mixed == "A (2 runs); B (1 run); 1 run from before records named their machine (this report rebuilt on HERE)"
