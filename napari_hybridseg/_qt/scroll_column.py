@@ -23,7 +23,6 @@ class ScrollColumn(QScrollArea):
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setWidgetResizable(False)
         self.column = QWidget()
         self.column_layout = QVBoxLayout(self.column)
         margins = self.column_layout.contentsMargins()

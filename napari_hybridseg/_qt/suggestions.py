@@ -25,7 +25,8 @@ class SuggestionPanel(QGroupBox):
         self.status.setWordWrap(True)
         self.list = QListWidget()
         self.list.setToolTip("Unaccepted images whose diffusion samples disagree most (mean BALD, nats)")
-        self.list.setMaximumHeight((self.list.fontMetrics().height() + 1) * top + 2 * self.list.frameWidth() + 4)  # top rows, no more
+        row = self.list.fontMetrics().height() + 1
+        self.list.setMaximumHeight(row * top + 2 * self.list.frameWidth() + 4)  # the top rows, no empty ones
         self.list.itemClicked.connect(self._chose)
         self.list.itemActivated.connect(self._chose)
         self.show_map = QCheckBox("Show disagreement")

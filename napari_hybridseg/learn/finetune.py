@@ -95,7 +95,8 @@ def finetune(
     if n_unlabelled and config.loss == "mask":
         # unlabelled images only help through the denoising term. The batch's first crops are the labelled ones
         # and its clean share is exactly theirs, so the mask loss still sees clean input only, as without them
-        loss_config = LossConfig(method="hybrid", clean_fraction=(train_config.batch_size - n_unlabelled) / train_config.batch_size)
+        labelled_share = (train_config.batch_size - n_unlabelled) / train_config.batch_size
+        loss_config = LossConfig(method="hybrid", clean_fraction=labelled_share)
     history = train(
         tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config, device, on_log=on_log, should_stop=should_stop
     )
