@@ -113,6 +113,7 @@ class Variant:
     foreground_share: float = 0.0  # of the fine-tuning crops, for every network arm (scratch included)
     finetune_steps: int | None = None  # for every network arm; None: the budget's
     unlabelled_crops: int = 0  # unlabelled pool crops added to each batch (denoising only): the labelled ones stay as many
+    head_steps: int = 0  # of the pretrained arms' fine-tuning steps, the first ones on the output convolution alone
 
     @property
     def tag(self) -> str:
@@ -122,7 +123,8 @@ class Variant:
         return (f"{self.loss}" + (f"+{unlabelled}{self.unlabelled_share:g}" if self.unlabelled_share else "")
                 + (f"+foreground{self.foreground_share:g}" if self.foreground_share else "")
                 + (f"+steps{self.finetune_steps}" if self.finetune_steps else "")
-                + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else ""))
+                + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else "")
+                + (f"+head{self.head_steps}" if self.head_steps else ""))
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -251,7 +253,7 @@ def fit_and_score(
     else:
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
-        config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share)
+        config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps)
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
@@ -517,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of fine-tuning crops placed around a foreground pixel (default 0: uniform crops)")
     p.add_argument("--finetune-steps", type=int,
                    help=f"fine-tuning steps of every network arm (default {FULL.finetune_steps})")
+    p.add_argument("--head-steps", type=int, default=0,
+                   help="of the pretrained arms' fine-tuning steps, the first ones train the output convolution alone "
+                        "(linear probing, then fine-tuning; default 0)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -533,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
-                      args.unlabelled_crops)
+                      args.unlabelled_crops, args.head_steps)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
                + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report

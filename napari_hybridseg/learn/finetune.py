@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -23,8 +23,11 @@ FINETUNE_LOSSES = ("mask", "hybrid")
 class FinetuneConfig:
     loss: str = "mask"  # "mask": CE + Dice on clean input; "hybrid": the pretraining loss
     unlabelled_share: float = 0.0  # part of each batch drawn from unlabelled images (denoising only)
+    head_steps: int = 0  # of the fine-tuning steps, the first ones train the output convolution alone (LP-FT)
 
     def __post_init__(self):
+        if self.head_steps < 0:
+            raise ValueError("head_steps must not be negative")
         if not 0.0 <= self.unlabelled_share < 1.0:
             raise ValueError("unlabelled_share must lie in [0, 1): each batch needs labelled images")
         if self.loss not in FINETUNE_LOSSES:
@@ -60,6 +63,8 @@ def finetune(
     """Return a fine-tuned copy of ``model``; the original is left untouched."""
     if not labelled:
         raise ValueError("fine-tuning needs at least one labelled image")
+    if config.head_steps and config.head_steps >= train_config.steps:
+        raise ValueError(f"head_steps ({config.head_steps}) must be fewer than the {train_config.steps} fine-tuning steps")
     torch.manual_seed(train_config.seed)
     tuned = copy.deepcopy(model).to(device)
     if metadata.get("method") == "diffusion" and not metadata.get("finetuning"):
@@ -97,9 +102,8 @@ def finetune(
         # and its clean share is exactly theirs, so the mask loss still sees clean input only, as without them
         labelled_share = (train_config.batch_size - n_unlabelled) / train_config.batch_size
         loss_config = LossConfig(method="hybrid", clean_fraction=labelled_share)
-    history = train(
-        tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config, device, on_log=on_log, should_stop=should_stop
-    )
+    history = train_head_first(tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config,
+                               config.head_steps, device, on_log, should_stop)
     new_meta = copy.deepcopy(metadata)
     new_meta.setdefault("finetuning", []).append(
         {
@@ -112,3 +116,41 @@ def finetune(
         }
     )
     return tuned.eval(), new_meta, history
+
+
+def train_head_first(
+    model: HybridSegModel,
+    loss_fn: HybridLoss,
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    train_config: TrainConfig,
+    head_steps: int,
+    device: torch.device,
+    on_log: Callable[[StepLog], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[StepLog]:
+    """``train_config.steps`` steps in all, the first ``head_steps`` on the output convolution alone.
+
+    Linear probing, then fine-tuning (Kumar et al., 2022): a new head's first, large gradients cannot
+    distort the pretrained features. Each phase has its own warm-up and decay; the log counts steps
+    and seconds over both.
+    """
+    if head_steps == 0:
+        return train(model, loss_fn, next_batch, train_config, device, on_log=on_log, should_stop=should_stop)
+    head = {id(p) for p in model.net.output_conv.parameters()}
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+    for p in body:
+        p.requires_grad_(False)
+    try:
+        first = train(model, loss_fn, next_batch, replace(train_config, steps=head_steps), device,
+                      on_log=on_log, should_stop=should_stop)
+    finally:
+        for p in body:
+            p.requires_grad_(True)
+    done_seconds = first[-1].seconds if first else 0.0
+
+    def shifted(entry: StepLog) -> StepLog:
+        return replace(entry, step=entry.step + head_steps, seconds=entry.seconds + done_seconds)
+
+    rest = train(model, loss_fn, next_batch, replace(train_config, steps=train_config.steps - head_steps), device,
+                 on_log=None if on_log is None else (lambda entry: on_log(shifted(entry))), should_stop=should_stop)
+    return first + [shifted(entry) for entry in rest]

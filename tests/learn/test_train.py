@@ -328,3 +328,38 @@ def test_multi_class_scores_average_over_foreground_classes():
 def test_metrics_refuse_different_shapes():
     with pytest.raises(ValueError, match="differ in shape"):
         dice(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_head_steps_train_the_output_convolution_alone_then_the_whole_network(monkeypatch):
+    weights_seen = []  # the weights each step starts from
+    real_loss = finetune_module.HybridLoss
+
+    class RecordingLoss(real_loss):
+        def __call__(self, model, images, masks=None, generator=None):
+            weights_seen.append({k: v.clone() for k, v in model.state_dict().items()})
+            return super().__call__(model, images, masks, generator)
+
+    monkeypatch.setattr(finetune_module, "HybridLoss", RecordingLoss)
+    model = tiny()
+    before = snapshot(model)
+    logs = []
+    tuned, meta, history = finetune(model, model_metadata(model, method="diffusion"), samples(1),
+                                    small_config(steps=4, log_every=1), FinetuneConfig(head_steps=2), on_log=logs.append)
+    head = {"net.head.2.weight", "net.head.2.bias"}
+    after_head_phase = weights_seen[2]
+    assert all(torch.equal(after_head_phase[k], v) for k, v in before.items() if k not in head)
+    assert not torch.equal(after_head_phase["net.head.2.weight"], weights_seen[0]["net.head.2.weight"])
+    assert not torch.equal(tuned.state_dict()["net.stem.weight"], before["net.stem.weight"])
+    assert [h.step for h in history] == [1, 2, 3, 4] and logs == history
+    assert all(b.seconds >= a.seconds for a, b in zip(history, history[1:]))
+    assert all(p.requires_grad for p in tuned.parameters())  # nothing left frozen
+    assert meta["finetuning"][-1]["config"]["head_steps"] == 2
+    assert_same_weights(model, before)
+
+
+def test_head_steps_must_leave_steps_for_the_whole_network():
+    model = tiny()
+    with pytest.raises(ValueError, match="fewer than"):
+        finetune(model, model_metadata(model), samples(1), small_config(steps=2), FinetuneConfig(head_steps=2))
+    with pytest.raises(ValueError, match="negative"):
+        FinetuneConfig(head_steps=-1)

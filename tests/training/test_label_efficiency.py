@@ -149,6 +149,11 @@ def test_unlabelled_crops_are_added_to_the_batch_not_taken_from_it():
     assert label_efficiency.Variant("hybrid", unlabelled_share=0.5).tag == "hybrid+unlabelled0.5"
 
 
+def test_a_head_first_fine_tune_is_recorded_under_its_own_tag():
+    assert label_efficiency.Variant(head_steps=50).tag == "mask+head50"
+    assert label_efficiency.Variant(finetune_steps=600, head_steps=50).slug == "mask_steps600_head50"
+
+
 def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
     line = label_efficiency.machines_line
     assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
