@@ -49,6 +49,15 @@ def default_finetune_train_config(**overrides: Any) -> TrainConfig:
     return TrainConfig(**{"steps": 200, "batch_size": 8, "crop_size": 128, "lr": 1e-3, "log_every": 10, **overrides})
 
 
+def starting_model(model: HybridSegModel, metadata: dict[str, Any], seed: int,
+                   device: torch.device = torch.device("cpu")) -> HybridSegModel:
+    """The copy of ``model`` that fine-tuning starts from: a diffusion-pretrained one gets a new mask head."""
+    tuned = copy.deepcopy(model).to(device)
+    if metadata.get("method") == "diffusion" and not metadata.get("finetuning"):
+        tuned.reset_mask_head(torch.Generator().manual_seed(seed))  # diffusion pretraining never trained the mask head
+    return tuned
+
+
 def finetune(
     model: HybridSegModel,
     metadata: dict[str, Any],
@@ -66,9 +75,7 @@ def finetune(
     if config.head_steps and config.head_steps >= train_config.steps:
         raise ValueError(f"head_steps ({config.head_steps}) must be fewer than the {train_config.steps} fine-tuning steps")
     torch.manual_seed(train_config.seed)
-    tuned = copy.deepcopy(model).to(device)
-    if metadata.get("method") == "diffusion" and not metadata.get("finetuning"):
-        tuned.reset_mask_head(torch.Generator().manual_seed(train_config.seed))  # diffusion pretraining never trained the mask head
+    tuned = starting_model(model, metadata, train_config.seed, device)
 
     sampler_args = dict(
         model_channels=tuned.image_channels,
