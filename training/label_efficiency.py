@@ -70,12 +70,14 @@ class Budget:
     # and on DRIVE val 0.795 vs 0.775 (stop 8, validation splits only).
     clean_fraction: float = 0.5
     invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
+    lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
         if method == "hybrid":
-            return f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
+            return (f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
+                    + (f"-lambda{self.lambda_image:g}" if self.lambda_image != 1.0 else ""))
         if method == "diffusion" and self.diffusion_clean_fraction:
             return f"clean{self.diffusion_clean_fraction:g}"
         return ""
@@ -83,7 +85,8 @@ class Budget:
     def pretrain_args(self, method: str) -> list[str]:
         """The ``hybridseg pretrain`` options of that setting."""
         if method == "hybrid":
-            return ["--clean-fraction", str(self.clean_fraction), "--invert-probability", str(self.invert_probability)]
+            return ["--clean-fraction", str(self.clean_fraction), "--invert-probability", str(self.invert_probability),
+                    "--lambda-image", str(self.lambda_image)]
         if method == "diffusion":
             return ["--clean-fraction", str(self.diffusion_clean_fraction)]
         return []
@@ -508,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"share of each diffusion pretraining batch at σ_min (default {FULL.diffusion_clean_fraction:g})")
     p.add_argument("--invert-probability", type=float,
                    help="share of hybrid pretraining crops with inverted intensities (default 0)")
+    p.add_argument("--lambda-image", type=float,
+                   help=f"weight of the denoising term in hybrid pretraining (default {FULL.lambda_image:g}; the mask term's is 1)")
     p.add_argument("--base-channels", type=int,
                    help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
@@ -534,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
-                 "diffusion_clean_fraction": args.diffusion_clean_fraction}
+                 "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,

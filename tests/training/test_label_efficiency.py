@@ -117,6 +117,16 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
     assert (results / "label_efficiency_y.png").exists() and (results / "label_efficiency_b.png").exists()
 
 
+def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reaches_pretraining():
+    budget = label_efficiency.FULL
+    assert budget.pretrain_tag("hybrid") == "clean0.5"  # the default keeps the name of every earlier source model
+    assert budget.pretrain_args("hybrid")[-2:] == ["--lambda-image", "1.0"]
+    weighted = label_efficiency.replace(budget, lambda_image=4.0)
+    assert weighted.pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert weighted.pretrain_args("hybrid")[-2:] == ["--lambda-image", "4.0"]
+    assert weighted.pretrain_args("supervised") == []
+
+
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0.0"]
