@@ -426,6 +426,37 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
     return f"Dice, mean ± std over seeds (number of seeds):\n\n{table}\n\n{paired}"
 
 
+def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[dict[str, Any]]) -> dict[tuple, Any]:
+    """Paired intervals of each (arm, N) of a fine-tuning variant against the default fine-tuning's runs of the
+    same arm, source model, seed and therefore labelled images."""
+    def by_key(some: list[dict[str, Any]]) -> dict[tuple, dict[tuple, list[float]]]:
+        out: dict[tuple, dict[tuple, list[float]]] = {}
+        for r in some:
+            if "per_image_dice" in r:
+                out.setdefault((r["method"], r["n_labels"]), {})[(r["pretrain"], r["seed"])] = r["per_image_dice"]
+        return out
+
+    ours, default = by_key(rows), by_key(default_rows)
+    intervals = {}
+    for cell, runs in ours.items():
+        shared = sorted(set(runs) & set(default.get(cell, {})))
+        if shared and cell[1] > 0:  # with no labels there is no fine-tuning to differ
+            intervals[cell] = paired_bootstrap(np.array([runs[k] for k in shared]),
+                                               np.array([default[cell][k] for k in shared]))
+    return intervals
+
+
+def against_default_markdown(intervals: dict[tuple, Any], variant: Variant, pool_size: int) -> str:
+    methods = sorted({m for m, _ in intervals}, key=lambda m: (m not in ARMS, ARMS.index(m) if m in ARMS else 0, m))
+    ns = sorted({n for _, n in intervals})
+    table = report.markdown_table(
+        ["N labels", *[f"{m}: {variant.tag} − {Variant().tag}" for m in methods]],
+        [[_n_label(n, pool_size), *[f"{intervals[(m, n)]} ({intervals[(m, n)].n_seeds})" if (m, n) in intervals else "–"
+                                    for m in methods]] for n in ns])
+    return ("Against the default fine-tuning, paired on the same source models, seeds and labelled images "
+            f"(mean [95% interval] (seeds)):\n\n{table}")
+
+
 def earlier_entries(json_path: Path, recorded: set[tuple[str, str]]) -> list[dict[str, Any]]:
     """The pairs of an earlier report that have no records now (records lost, or kept in another work folder):
     carried over unchanged, so rebuilding the report from one pair's records never drops another pair's results."""
@@ -453,15 +484,16 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
 def write_report(records: Records, protocol: str, variant: Variant, shown_tags: dict[str, str], args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
     by_pair = report_rows(records.rows, protocol, variant, shown_tags)
+    default_by_pair = report_rows(records.rows, protocol, Variant(), shown_tags) if variant != Variant() else {}
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"
     out = earlier_entries(json_path, {(r["source"], r["target"]) for r in rows})
     reported = [(e, [{**r, "n_pool": e["n_pool"]} for r in e["results"]],
-                 f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).")
+                 f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).", "")
                 for e in out]
     pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
-    for shown, pair_rows in by_pair.values():
+    for pair, (shown, pair_rows) in by_pair.items():
         first = pair_rows[0]
         entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
@@ -469,15 +501,21 @@ def write_report(records: Records, protocol: str, variant: Variant, shown_tags: 
             "diffusion_pretraining": _setting_name(shown["diffusion"]), "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
         }
+        against = against_default_fine_tuning(pair_rows, default_by_pair.get(pair, ({}, []))[1])
+        if against:
+            entry["against_default_fine_tuning"] = [
+                {"method": m, "n_labels": n, "mean": i.mean, "low": i.low, "high": i.high, "n_seeds": i.n_seeds}
+                for (m, n), i in sorted(against.items())]
         out.append(entry)
+        extra = f"\n\n{against_default_markdown(against, variant, first['n_pool'])}" if against else ""
         reported.append((entry, pair_rows, f"Hybrid pretraining: {shown['hybrid']}; "
-                                           f"diffusion pretraining: {_setting_name(shown['diffusion'])}."))
+                                           f"diffusion pretraining: {_setting_name(shown['diffusion'])}.", extra))
     sections = []
-    for entry, pair_rows, origin in reported:
+    for entry, pair_rows, origin, extra in reported:
         plot = results_dir / f"{section}_{entry['target']}.png"
         plot_pair(pair_rows, f"{entry['source']} → {entry['target']}", plot)
         sections.append(f"### {entry['source']} → {entry['target']}\n\n![]({plot.relative_to(results_dir.parent.parent)})\n\n"
-                        f"{origin}\n\n" + pair_markdown(pair_rows, list(ARMS)))
+                        f"{origin}\n\n" + pair_markdown(pair_rows, list(ARMS)) + extra)
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1) + "\n")
     report.save_records(records.rows, results_dir, section)

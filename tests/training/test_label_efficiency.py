@@ -169,3 +169,27 @@ def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuildi
     assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
     mixed = line([{"machine": "A"}, {"machine": "B"}, {"machine": "A"}, {}], "HERE")
     assert mixed == "A (2 runs); B (1 run); 1 run from before records named their machine (this report rebuilt on HERE)"
+
+
+def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_runs(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    longer = label_efficiency.Variant(finetune_steps=600)
+    for seed in (0, 1, 2):
+        records.add(_record("hybrid", 5, seed, 0.80))
+        records.add({**_record("hybrid", 5, seed, 0.82), "variant": longer.tag})
+        records.add({**_record("hybrid", 0, seed, 0.70), "variant": longer.tag})  # zero-shot: nothing fine-tuned
+    records.add({**_record("scratch", 5, 0, 0.7), "variant": longer.tag})  # no default run of its own to pair with
+    md = tmp_path / "BENCHMARKS.md"
+    label_efficiency.write_report(records, "test", longer, label_efficiency.FULL.shown_tags, "cmd", results, md,
+                                  "label_efficiency_mask_steps600")
+    (entry,) = json.loads((results / "label_efficiency_mask_steps600.json").read_text())
+    (against,) = entry["against_default_fine_tuning"]
+    assert (against["method"], against["n_labels"], against["n_seeds"]) == ("hybrid", 5, 3)
+    assert against["mean"] == pytest.approx(0.02)
+    assert "hybrid: mask+steps600 − mask" in md.read_text() and "+0.020 [+0.020, +0.020] (3)" in md.read_text()
+
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL.shown_tags, "cmd",
+                                  results, md, "label_efficiency")
+    (entry,) = json.loads((results / "label_efficiency.json").read_text())
+    assert "against_default_fine_tuning" not in entry  # the default is not compared with itself
