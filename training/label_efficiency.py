@@ -421,8 +421,12 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
         [[_n_label(n, pool_size), *[str(intervals[(m, n)]) if (m, n) in intervals else "–" for m in others]]
          for n in ns if any((m, n) in intervals for m in others)],
     )
-    paired = (f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}" if intervals
-              else "No paired intervals: these runs have no per-image records.")
+    if intervals:
+        paired = f"Paired differences, mean [95% bootstrap interval over seeds and test images]:\n\n{diff_table}"
+    elif not others:
+        paired = "One arm only: no paired differences between arms."
+    else:
+        paired = "No paired intervals: these runs have no per-image records."
     return f"Dice, mean ± std over seeds (number of seeds):\n\n{table}\n\n{paired}"
 
 
