@@ -210,7 +210,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.compare_models", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, help="the DSB 2018 root in the shared layout")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT", type=report.named_checkpoint,
                    help="a candidate (repeat); the first is the baseline of the paired differences")
     defaults = Plan(Path("."))
     p.add_argument("--source", default=defaults.source, help="the source domain (the validation protocol's pair)")
@@ -234,12 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = Plan(args.data, args.source, tuple(args.zero_shot), tuple(args.targets), args.n_labels, args.finetune_steps,
                 tuple(args.seeds), args.threads, args.big_size, args.refine_steps)
-    candidates = {}
-    for item in args.model:
-        name, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            p.error(f"--model takes NAME=CHECKPOINT with an existing file, got {item!r}")
-        candidates[name] = Path(path)
+    candidates = dict(args.model)
     if len(candidates) < 2 or args.data is None:
         p.error("give --data and at least two --model candidates to compare")
 

@@ -451,7 +451,7 @@ def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[d
 
 
 def against_default_markdown(intervals: dict[tuple, Any], variant: Variant, pool_size: int) -> str:
-    methods = sorted({m for m, _ in intervals}, key=lambda m: (m not in ARMS, ARMS.index(m) if m in ARMS else 0, m))
+    methods = methods_present(intervals, ARMS)
     ns = sorted({n for _, n in intervals})
     table = report.markdown_table(
         ["N labels", *[f"{m}: {variant.tag} − {Variant().tag}" for m in methods]],

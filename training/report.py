@@ -41,6 +41,16 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB{gpu}; Python {info['python']}, torch {info['torch']}"
 
 
+def named_checkpoint(spec: str) -> tuple[str, Path]:
+    """An argparse type for ``NAME=CHECKPOINT`` options: the name and the path of an existing file."""
+    import argparse
+
+    name, sep, path = spec.partition("=")
+    if not sep or not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"takes NAME=CHECKPOINT with an existing file, got {spec!r}")
+    return name, Path(path)
+
+
 def write_json(name: str, data: Any, results_dir: Path = RESULTS) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"

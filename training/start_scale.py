@@ -44,13 +44,13 @@ def start_statistics(model: HybridSegModel, images: torch.Tensor, masks: torch.T
     model.zero_grad(set_to_none=True)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    head = model.net.output_conv
+    head_grads = [p.grad for p in model.net.output_conv.parameters()]
     return {
         "feature_std": float(seen["features"].detach().std()),
         "logit_std": float(logits.detach().std()),
         "mask_loss": float(loss.detach()),
-        "grad_norm": float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))),
-        "head_grad_norm": float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in head.parameters()]))),
+        "grad_norm": float(torch.nn.utils.get_total_norm(grads)),
+        "head_grad_norm": float(torch.nn.utils.get_total_norm(head_grads)),
     }
 
 
@@ -82,21 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.start_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="a data set folder in the shared layout")
     p.add_argument("--target", required=True, help="the target domain (its pool images are used)")
-    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT", type=report.named_checkpoint)
     p.add_argument("--batches", type=int, default=8, help="batches of 8 crops to average over")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
     args = p.parse_args(argv)
-    models = {}
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep or not Path(path).is_file():
-            p.error(f"--model takes NAME=CHECKPOINT with an existing checkpoint file, got {spec!r}")
-        models[name] = Path(path)
     torch.set_num_threads(1)
-    results = measure(models, args.data, args.target, args.batches, args.crop, args.seed)
+    results = measure(dict(args.model), args.data, args.target, args.batches, args.crop, args.seed)
     info = report.machine()
     command = "python -m training.start_scale " + " ".join(argv if argv is not None else sys.argv[1:])
     report.write_json("start_scale", {"target": args.target, "models": results, "machine": info, "command": command},

@@ -153,7 +153,7 @@ def train_head_first(
     finally:
         for p in body:
             p.requires_grad_(True)
-    done_seconds = first[-1].seconds if first else 0.0
+    done_seconds = first[-1].seconds  # train logs its last step, and there is at least one
 
     def shifted(entry: StepLog) -> StepLog:
         return replace(entry, step=entry.step + head_steps, seconds=entry.seconds + done_seconds)
