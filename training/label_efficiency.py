@@ -39,7 +39,7 @@ from . import report
 from .stats import paired_bootstrap
 
 PRETRAINED = ("hybrid", "supervised", "diffusion")
-TUNABLE = ("hybrid", "diffusion")  # the arms whose pretraining setting the benchmark can vary
+TUNABLE = ("hybrid", "supervised", "diffusion")  # the arms whose pretraining setting the benchmark can vary
 ARMS = (*PRETRAINED, "scratch", "forest")
 
 
@@ -72,15 +72,18 @@ class Budget:
     invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
+    pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
+        parts = []
         if method == "hybrid":
-            return (f"clean{self.clean_fraction:g}" + (f"-invert{self.invert_probability:g}" if self.invert_probability else "")
-                    + (f"-lambda{self.lambda_image:g}" if self.lambda_image != 1.0 else ""))
-        if method == "diffusion" and self.diffusion_clean_fraction:
-            return f"clean{self.diffusion_clean_fraction:g}"
-        return ""
+            parts = [f"clean{self.clean_fraction:g}", f"invert{self.invert_probability:g}" if self.invert_probability else "",
+                     f"lambda{self.lambda_image:g}" if self.lambda_image != 1.0 else ""]
+        elif method == "diffusion" and self.diffusion_clean_fraction:
+            parts = [f"clean{self.diffusion_clean_fraction:g}"]
+        parts.append(f"pretrain{self.pretrain_scale:g}x" if self.pretrain_scale != 1.0 else "")
+        return "-".join(p for p in parts if p)
 
     def pretrain_args(self, method: str) -> list[str]:
         """The ``hybridseg pretrain`` options of that setting."""
@@ -97,7 +100,7 @@ class Budget:
         return {m: self.pretrain_tag(m) for m in TUNABLE}
 
     def pretrain_steps_for(self, pair: Pair) -> int:
-        return self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"])
+        return round(self.pretrain_scale * self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"]))
 
 
 FULL = Budget(pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000})
@@ -359,8 +362,9 @@ def methods_present(cells: dict[tuple, Any], arms: Iterable[str]) -> list[str]:
     return [m for m in arms if m in present] + sorted(present - set(arms))
 
 
-def _setting_name(tag: str) -> str:
-    return tag or "clean0"  # the empty tag: the setting an arm had before it could vary (diffusion: no σ_min share)
+def _setting_name(method: str, tag: str) -> str:
+    """The empty tag is the setting an arm had before it could vary: for diffusion, no σ_min share."""
+    return tag or ("clean0" if method == "diffusion" else "default")
 
 
 def report_rows(
@@ -379,7 +383,7 @@ def report_rows(
         for method, wanted in shown_tags.items():
             tags = [r["pretrain"] for r in pair_rows if r["method"] == method]
             shown[method] = wanted if wanted in tags or not tags else max(set(tags), key=tags.count)
-        out[pair] = (shown, [{**r, "method": f"{r['method']}@{_setting_name(r['pretrain'])}"}
+        out[pair] = (shown, [{**r, "method": f"{r['method']}@{_setting_name(r['method'], r['pretrain'])}"}
                              if r["method"] in shown and r["pretrain"] != shown[r["method"]] else r for r in pair_rows])
     return out
 
@@ -502,9 +506,11 @@ def write_report(records: Records, protocol: str, variant: Variant, shown_tags: 
         entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
             "finetune": variant.tag, "hybrid_pretraining": shown["hybrid"],
-            "diffusion_pretraining": _setting_name(shown["diffusion"]), "command": args_line, "machine": info,
+            "diffusion_pretraining": _setting_name("diffusion", shown["diffusion"]), "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
         }
+        if shown["supervised"]:
+            entry["supervised_pretraining"] = shown["supervised"]
         against = against_default_fine_tuning(pair_rows, default_by_pair.get(pair, ({}, []))[1])
         if against:
             entry["against_default_fine_tuning"] = [
@@ -512,8 +518,9 @@ def write_report(records: Records, protocol: str, variant: Variant, shown_tags: 
                 for (m, n), i in sorted(against.items())]
         out.append(entry)
         extra = f"\n\n{against_default_markdown(against, variant, first['n_pool'])}" if against else ""
-        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown['hybrid']}; "
-                                           f"diffusion pretraining: {_setting_name(shown['diffusion'])}.", extra))
+        supervised = f"supervised pretraining: {shown['supervised']}; " if shown["supervised"] else ""
+        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown['hybrid']}; {supervised}"
+                                           f"diffusion pretraining: {_setting_name('diffusion', shown['diffusion'])}.", extra))
     sections = []
     for entry, pair_rows, origin, extra in reported:
         plot = results_dir / f"{section}_{entry['target']}.png"
@@ -555,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of hybrid pretraining crops with inverted intensities (default 0)")
     p.add_argument("--lambda-image", type=float,
                    help=f"weight of the denoising term in hybrid pretraining (default {FULL.lambda_image:g}; the mask term's is 1)")
+    p.add_argument("--pretrain-scale", type=float,
+                   help="every pretrained arm's pretraining steps as a multiple of the pair's default "
+                        f"({', '.join(f'{k} {v}' for k, v in FULL.pretrain_steps.items() if k != '*')}; default 1)")
     p.add_argument("--base-channels", type=int,
                    help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
@@ -581,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     budget = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
-                 "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image}
+                 "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image,
+                 "pretrain_scale": args.pretrain_scale}
     budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,

@@ -127,6 +127,21 @@ def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reache
     assert weighted.pretrain_args("supervised") == []
 
 
+def test_longer_pretraining_names_every_pretrained_arm_and_scales_its_steps(tmp_path):
+    longer = label_efficiency.replace(label_efficiency.FULL, pretrain_scale=3.0, lambda_image=0.25)
+    assert longer.pretrain_tag("hybrid") == "clean0.5-lambda0.25-pretrain3x"
+    assert longer.pretrain_tag("supervised") == "pretrain3x" and longer.pretrain_tag("diffusion") == "pretrain3x"
+    retina = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
+    assert longer.pretrain_steps_for(retina) == 3 * label_efficiency.FULL.pretrain_steps_for(retina)
+
+    rows = [_record("supervised", 5, s, 0.7) for s in (0, 1)]
+    rows += [_record("supervised", 5, s, 0.75, pretrain="pretrain3x") for s in (0, 1)]
+    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), longer.shown_tags).values()
+    assert shown["supervised"] == "pretrain3x"
+    assert sorted({r["method"] for r in reported}) == ["supervised", "supervised@default"]
+    assert {r["dice"] for r in reported if r["method"] == "supervised"} == {0.75}
+
+
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0.0"]
@@ -138,7 +153,7 @@ def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     rows = [_record("hybrid", 5, s, 0.8) for s in (0, 1)] + [_record("diffusion", 5, s, 0.6) for s in (0, 1)]
     rows += [_record("diffusion", 5, s, 0.7, pretrain="clean0.5") for s in (0, 1)]
     (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), tuned.shown_tags).values()
-    assert shown == {"hybrid": "clean0.5", "diffusion": "clean0.5"}
+    assert shown == {"hybrid": "clean0.5", "supervised": "", "diffusion": "clean0.5"}
     assert sorted({r["method"] for r in reported}) == ["diffusion", "diffusion@clean0", "hybrid"]
     assert {r["dice"] for r in reported if r["method"] == "diffusion"} == {0.7}
     md = label_efficiency.pair_markdown(reported, list(label_efficiency.ARMS))
