@@ -69,30 +69,29 @@ class Budget:
     # Share of each hybrid pretraining batch at σ_min. 0.5 over 0.25: zero-shot Dice on CHASE pool 0.717 vs 0.595
     # and on DRIVE val 0.795 vs 0.775 (stop 8, validation splits only).
     clean_fraction: float = 0.5
-    invert_probability: float = 0.0  # share of hybrid pretraining crops with inverted intensities
+    invert_probability: float = 0.0  # share of every pretrained arm's crops with inverted intensities
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
-        parts = []
-        if method == "hybrid":
-            parts = [f"clean{self.clean_fraction:g}", f"invert{self.invert_probability:g}" if self.invert_probability else "",
-                     f"lambda{self.lambda_image:g}" if self.lambda_image != 1.0 else ""]
-        elif method == "diffusion" and self.diffusion_clean_fraction:
-            parts = [f"clean{self.diffusion_clean_fraction:g}"]
-        parts.append(f"pretrain{self.pretrain_scale:g}x" if self.pretrain_scale != 1.0 else "")
+        hybrid, diffusion = method == "hybrid", method == "diffusion" and self.diffusion_clean_fraction
+        parts = [f"clean{self.clean_fraction:g}" if hybrid else f"clean{self.diffusion_clean_fraction:g}" if diffusion else "",
+                 f"invert{self.invert_probability:g}" if self.invert_probability else "",
+                 f"lambda{self.lambda_image:g}" if hybrid and self.lambda_image != 1.0 else "",
+                 f"pretrain{self.pretrain_scale:g}x" if self.pretrain_scale != 1.0 else ""]
         return "-".join(p for p in parts if p)
 
     def pretrain_args(self, method: str) -> list[str]:
         """The ``hybridseg pretrain`` options of that setting."""
+        invert = ["--invert-probability", str(self.invert_probability)] if self.invert_probability else []
         if method == "hybrid":
             return ["--clean-fraction", str(self.clean_fraction), "--invert-probability", str(self.invert_probability),
                     "--lambda-image", str(self.lambda_image)]
         if method == "diffusion":
-            return ["--clean-fraction", str(self.diffusion_clean_fraction)]
-        return []
+            return ["--clean-fraction", str(self.diffusion_clean_fraction), *invert]
+        return invert
 
     @property
     def shown_tags(self) -> dict[str, str]:
@@ -559,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diffusion-clean-fraction", type=float,
                    help=f"share of each diffusion pretraining batch at σ_min (default {FULL.diffusion_clean_fraction:g})")
     p.add_argument("--invert-probability", type=float,
-                   help="share of hybrid pretraining crops with inverted intensities (default 0)")
+                   help="share of every pretrained arm's crops with inverted intensities (default 0)")
     p.add_argument("--lambda-image", type=float,
                    help=f"weight of the denoising term in hybrid pretraining (default {FULL.lambda_image:g}; the mask term's is 1)")
     p.add_argument("--pretrain-scale", type=float,

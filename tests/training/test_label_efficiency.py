@@ -127,12 +127,17 @@ def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reache
     assert weighted.pretrain_args("supervised") == []
 
 
-def test_longer_pretraining_names_every_pretrained_arm_and_scales_its_steps(tmp_path):
+def test_longer_or_inverted_pretraining_names_every_pretrained_arm_and_reaches_pretraining(tmp_path):
     longer = label_efficiency.replace(label_efficiency.FULL, pretrain_scale=3.0, lambda_image=0.25)
     assert longer.pretrain_tag("hybrid") == "clean0.5-lambda0.25-pretrain3x"
     assert longer.pretrain_tag("supervised") == "pretrain3x" and longer.pretrain_tag("diffusion") == "pretrain3x"
     retina = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
     assert longer.pretrain_steps_for(retina) == 3 * label_efficiency.FULL.pretrain_steps_for(retina)
+    inverted = label_efficiency.replace(longer, invert_probability=0.5)
+    assert inverted.pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda0.25-pretrain3x"
+    assert inverted.pretrain_tag("supervised") == "invert0.5-pretrain3x"
+    assert inverted.pretrain_args("supervised") == ["--invert-probability", "0.5"]
+    assert inverted.pretrain_args("diffusion") == ["--clean-fraction", "0.0", "--invert-probability", "0.5"]
 
     rows = [_record("supervised", 5, s, 0.7) for s in (0, 1)]
     rows += [_record("supervised", 5, s, 0.75, pretrain="pretrain3x") for s in (0, 1)]
