@@ -27,7 +27,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -73,6 +73,23 @@ class Budget:
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
+    # pretraining settings chosen on a pair's validation protocol, by data set folder name; a flag given on the
+    # command line overrides them for every pair
+    per_root: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def overridden(self, **given: Any) -> Budget:
+        """This budget with ``given`` settings for every pair, over the ones chosen per data set."""
+        return replace(self, **given, per_root={root: {k: v for k, v in chosen.items() if k not in given}
+                                                for root, chosen in self.per_root.items()})
+
+    def for_root(self, root_name: str) -> Budget:
+        """This budget with the settings chosen for the data set in folder ``root_name``."""
+        return replace(self, **self.per_root.get(root_name, {}), per_root={})
+
+    def for_pair_name(self, pair_name: str) -> Budget:
+        """As ``for_root``, from a record's pair name (``<root>-<source>-<target>``)."""
+        roots = [r for r in self.per_root if pair_name.startswith(f"{r}-")]
+        return self.for_root(max(roots, key=len)) if roots else self.for_root("")
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
@@ -102,7 +119,11 @@ class Budget:
         return round(self.pretrain_scale * self.pretrain_steps.get(pair.root.name, self.pretrain_steps["*"]))
 
 
-FULL = Budget(pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000})
+FULL = Budget(
+    pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000},
+    # CHASE validation, stop 22: N = 5 Dice 0.823 at λ 0.25, 0.817 at 1, 0.805 at 4
+    per_root={"retina": {"lambda_image": 0.25}},
+)
 QUICK = Budget(
     pretrain_steps={"*": 20}, finetune_steps=10, batch_size=2, crop=64, seeds=2, n_labels=(1, 2),
     max_test_images=2, base_channels=8,
@@ -299,8 +320,9 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     data = {p.name: target_data(p, protocol, budget) for p in pairs}
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
+        pair_budget = budget.for_root(pair.root.name)
         key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method,
-                   pretrain=budget.pretrain_tag(method), n_labels=n, seed=seed)
+                   pretrain=pair_budget.pretrain_tag(method), n_labels=n, seed=seed)
         if records.has(**key):
             continue
         target = data[pair.name]
@@ -308,11 +330,10 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
         chosen = set(choose_subset(ids, n, seed))
         labelled = [s for s in target.pool if s.id in chosen]
         if method != "forest":  # pretrain first (scratch borrows hybrid's architecture): its time is counted apart
-            pretrained_checkpoint(work, pair, method if method in PRETRAINED else "hybrid", budget, threads)
+            pretrained_checkpoint(work, pair, method if method in PRETRAINED else "hybrid", pair_budget, threads)
         started = time.perf_counter()
-        scores = fit_and_score(
-            method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, budget, threads), budget, variant, seed
-        )
+        scores = fit_and_score(method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, pair_budget, threads),
+                               pair_budget, variant, seed)
         row = {
             **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
             "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
@@ -367,10 +388,10 @@ def _setting_name(method: str, tag: str) -> str:
 
 
 def report_rows(
-    rows: list[dict[str, Any]], protocol: str, variant: Variant, shown_tags: dict[str, str]
+    rows: list[dict[str, Any]], protocol: str, variant: Variant, budget: Budget
 ) -> dict[str, tuple[dict[str, str], list[dict[str, Any]]]]:
     """The records of one report per pair, with each tunable arm's pretraining setting shown under the arm's
-    name: ``shown_tags[arm]``, or the most-run setting where that one has not run on the pair yet. Runs of
+    name: the pair's setting in ``budget``, or the most-run setting where that one has not run on the pair yet. Runs of
     other settings are kept as their own arm, ``<arm>@<setting>``, compared paired."""
     by_pair: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -379,7 +400,7 @@ def report_rows(
     out = {}
     for pair, pair_rows in by_pair.items():
         shown = {}
-        for method, wanted in shown_tags.items():
+        for method, wanted in budget.for_pair_name(pair).shown_tags.items():
             tags = [r["pretrain"] for r in pair_rows if r["method"] == method]
             shown[method] = wanted if wanted in tags or not tags else max(set(tags), key=tags.count)
         out[pair] = (shown, [{**r, "method": f"{r['method']}@{_setting_name(r['method'], r['pretrain'])}"}
@@ -488,10 +509,10 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
     return "; ".join(parts)
 
 
-def write_report(records: Records, protocol: str, variant: Variant, shown_tags: dict[str, str], args_line: str,
+def write_report(records: Records, protocol: str, variant: Variant, budget: Budget, args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str) -> Path:
-    by_pair = report_rows(records.rows, protocol, variant, shown_tags)
-    default_by_pair = report_rows(records.rows, protocol, Variant(), shown_tags) if variant != Variant() else {}
+    by_pair = report_rows(records.rows, protocol, variant, budget)
+    default_by_pair = report_rows(records.rows, protocol, Variant(), budget) if variant != Variant() else {}
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"
@@ -592,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
                  "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image,
                  "pretrain_scale": args.pretrain_scale}
-    budget = replace(budget, **{k: v for k, v in overrides.items() if v is not None and v != ()})
+    budget = budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
                       args.unlabelled_crops, args.head_steps)
@@ -608,9 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     records = Records(work / "records.jsonl") if args.report_only else run(
         pairs, args.arms, budget, variant, args.protocol, work, args.threads
     )
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the command that makes the records
-    args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in given)
-    path = write_report(records, args.protocol, variant, budget.shown_tags, args_line, args.results_dir, args.benchmarks_md, section)
+    command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
+    args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
+    path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section)
     print(f"wrote {path}")
     return 0
 

@@ -103,7 +103,7 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
         records.add(_record("scratch", 5, seed, 0.6))
     md = tmp_path / "BENCHMARKS.md"
 
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL.shown_tags,
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL,
                                   "python -m training.label_efficiency --new", results, md, "label_efficiency")
 
     data = json.loads((results / "label_efficiency.json").read_text())
@@ -141,10 +141,23 @@ def test_longer_or_inverted_pretraining_names_every_pretrained_arm_and_reaches_p
 
     rows = [_record("supervised", 5, s, 0.7) for s in (0, 1)]
     rows += [_record("supervised", 5, s, 0.75, pretrain="pretrain3x") for s in (0, 1)]
-    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), longer.shown_tags).values()
+    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), longer).values()
     assert shown["supervised"] == "pretrain3x"
     assert sorted({r["method"] for r in reported}) == ["supervised", "supervised@default"]
     assert {r["dice"] for r in reported if r["method"] == "supervised"} == {0.75}
+
+
+def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrides_them(tmp_path):
+    chase = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
+    histology = label_efficiency.Pair(tmp_path / "dsb2018", "fluorescence", "histology")
+    full = label_efficiency.FULL
+    assert full.for_root(chase.root.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25"
+    assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25"
+    assert full.for_root(histology.root.name).pretrain_tag("hybrid") == "clean0.5"
+    flagged = full.overridden(lambda_image=4.0, seeds=2)
+    assert flagged.for_root(chase.root.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert flagged.for_root(histology.root.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert full.overridden(seeds=2).for_root(chase.root.name).lambda_image == 0.25
 
 
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
@@ -157,7 +170,7 @@ def test_diffusion_settings_name_their_checkpoints_records_and_columns():
 
     rows = [_record("hybrid", 5, s, 0.8) for s in (0, 1)] + [_record("diffusion", 5, s, 0.6) for s in (0, 1)]
     rows += [_record("diffusion", 5, s, 0.7, pretrain="clean0.5") for s in (0, 1)]
-    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), tuned.shown_tags).values()
+    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), tuned).values()
     assert shown == {"hybrid": "clean0.5", "supervised": "", "diffusion": "clean0.5"}
     assert sorted({r["method"] for r in reported}) == ["diffusion", "diffusion@clean0", "hybrid"]
     assert {r["dice"] for r in reported if r["method"] == "diffusion"} == {0.7}
@@ -165,7 +178,7 @@ def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     assert "hybrid − diffusion@clean0" in md and "+0.200 [" in md and "+0.100 [" in md
 
     # a setting that has not run on the pair yet: the most-run one is shown as the arm
-    (shown, _), = label_efficiency.report_rows(rows[:4], "test", label_efficiency.Variant(), tuned.shown_tags).values()
+    (shown, _), = label_efficiency.report_rows(rows[:4], "test", label_efficiency.Variant(), tuned).values()
     assert shown["diffusion"] == ""
 
 
@@ -201,7 +214,7 @@ def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_r
         records.add({**_record("hybrid", 0, seed, 0.70), "variant": longer.tag})  # zero-shot: nothing fine-tuned
     records.add({**_record("scratch", 5, 0, 0.7), "variant": longer.tag})  # no default run of its own to pair with
     md = tmp_path / "BENCHMARKS.md"
-    label_efficiency.write_report(records, "test", longer, label_efficiency.FULL.shown_tags, "cmd", results, md,
+    label_efficiency.write_report(records, "test", longer, label_efficiency.FULL, "cmd", results, md,
                                   "label_efficiency_mask_steps600")
     (entry,) = json.loads((results / "label_efficiency_mask_steps600.json").read_text())
     (against,) = entry["against_default_fine_tuning"]
@@ -209,7 +222,7 @@ def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_r
     assert against["mean"] == pytest.approx(0.02)
     assert "hybrid: mask+steps600 − mask" in md.read_text() and "+0.020 [+0.020, +0.020] (3)" in md.read_text()
 
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL.shown_tags, "cmd",
+    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL, "cmd",
                                   results, md, "label_efficiency")
     (entry,) = json.loads((results / "label_efficiency.json").read_text())
     assert "against_default_fine_tuning" not in entry  # the default is not compared with itself
