@@ -457,21 +457,19 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
 def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[dict[str, Any]]) -> dict[tuple, Any]:
     """Paired intervals of each (arm, N) of a fine-tuning variant against the default fine-tuning's runs of the
     same arm, source model, seed and therefore labelled images."""
-    def by_key(some: list[dict[str, Any]]) -> dict[tuple, dict[tuple, list[float]]]:
-        out: dict[tuple, dict[tuple, list[float]]] = {}
-        for r in some:
-            if "per_image_dice" in r:
-                out.setdefault((r["method"], r["n_labels"]), {})[(r["pretrain"], r["seed"])] = r["per_image_dice"]
-        return out
+    def by_run(some: list[dict[str, Any]]) -> dict[tuple, list[float]]:
+        # the arm without its report name (``hybrid@<setting>``): the two reports may show other settings as the arm
+        return {(r["method"].split("@")[0], r["pretrain"], r["n_labels"], r["seed"]): r["per_image_dice"]
+                for r in some if "per_image_dice" in r}
 
-    ours, default = by_key(rows), by_key(default_rows)
-    intervals = {}
-    for cell, runs in ours.items():
-        shared = sorted(set(runs) & set(default.get(cell, {})))
-        if shared and cell[1] > 0:  # with no labels there is no fine-tuning to differ
-            intervals[cell] = paired_bootstrap(np.array([runs[k] for k in shared]),
-                                               np.array([default[cell][k] for k in shared]))
-    return intervals
+    ours, default = by_run(rows), by_run(default_rows)
+    shown_as = {(r["method"].split("@")[0], r["pretrain"]): r["method"] for r in rows}
+    cells: dict[tuple, list[tuple]] = {}
+    for run_key in ours:
+        if run_key in default and run_key[2] > 0:  # with no labels there is no fine-tuning to differ
+            cells.setdefault((shown_as[run_key[:2]], run_key[2]), []).append(run_key)
+    return {cell: paired_bootstrap(np.array([ours[k] for k in sorted(keys)]), np.array([default[k] for k in sorted(keys)]))
+            for cell, keys in cells.items()}
 
 
 def against_default_markdown(intervals: dict[tuple, Any], variant: Variant, pool_size: int) -> str:
@@ -538,9 +536,10 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
                 for (m, n), i in sorted(against.items())]
         out.append(entry)
         extra = f"\n\n{against_default_markdown(against, variant, first['n_pool'])}" if against else ""
-        supervised = f"supervised pretraining: {shown['supervised']}; " if shown["supervised"] else ""
-        reported.append((entry, pair_rows, f"Hybrid pretraining: {shown['hybrid']}; {supervised}"
-                                           f"diffusion pretraining: {_setting_name('diffusion', shown['diffusion'])}.", extra))
+        settings = [f"{m} pretraining: {_setting_name(m, shown[m])}" for m in TUNABLE
+                    if any(r["method"] == m for r in pair_rows)]
+        origin = "; ".join(settings) or "no pretrained arm"
+        reported.append((entry, pair_rows, f"{origin[0].upper()}{origin[1:]}.", extra))
     sections = []
     for entry, pair_rows, origin, extra in reported:
         plot = results_dir / f"{section}_{entry['target']}.png"

@@ -226,3 +226,13 @@ def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_r
                                   results, md, "label_efficiency")
     (entry,) = json.loads((results / "label_efficiency.json").read_text())
     assert "against_default_fine_tuning" not in entry  # the default is not compared with itself
+
+    # the variant also ran another pretraining setting, which its report shows as the arm: the default setting's
+    # runs (``hybrid`` in the default report, ``hybrid@clean0.5`` in the variant's) still pair with each other
+    for seed in (0, 1, 2):
+        records.add({**_record("hybrid", 5, seed, 0.9, pretrain="clean0.5-invert0.5"), "variant": longer.tag})
+    inverted = label_efficiency.FULL.overridden(invert_probability=0.5)
+    label_efficiency.write_report(records, "test", longer, inverted, "cmd", results, md, "label_efficiency_mask_steps600")
+    (entry,) = json.loads((results / "label_efficiency_mask_steps600.json").read_text())
+    (against,) = entry["against_default_fine_tuning"]
+    assert (against["method"], against["mean"]) == ("hybrid@clean0.5", pytest.approx(0.02))
