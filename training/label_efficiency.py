@@ -88,24 +88,28 @@ class Budget:
 
     def for_pair_name(self, pair_name: str) -> Budget:
         """As ``for_root``, from a record's pair name (``<root>-<source>-<target>``)."""
-        roots = [r for r in self.per_root if pair_name.startswith(f"{r}-")]
-        return self.for_root(max(roots, key=len)) if roots else self.for_root("")
+        return self.for_root(max((r for r in self.per_root if pair_name.startswith(f"{r}-")), key=len, default=""))
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
-        hybrid, diffusion = method == "hybrid", method == "diffusion" and self.diffusion_clean_fraction
-        parts = [f"clean{self.clean_fraction:g}" if hybrid else f"clean{self.diffusion_clean_fraction:g}" if diffusion else "",
-                 f"invert{self.invert_probability:g}" if self.invert_probability else "",
-                 f"lambda{self.lambda_image:g}" if hybrid and self.lambda_image != 1.0 else "",
-                 f"pretrain{self.pretrain_scale:g}x" if self.pretrain_scale != 1.0 else ""]
-        return "-".join(p for p in parts if p)
+        parts = []
+        if method == "hybrid":
+            parts.append(f"clean{self.clean_fraction:g}")
+        elif method == "diffusion" and self.diffusion_clean_fraction:
+            parts.append(f"clean{self.diffusion_clean_fraction:g}")
+        if self.invert_probability:
+            parts.append(f"invert{self.invert_probability:g}")
+        if method == "hybrid" and self.lambda_image != 1.0:
+            parts.append(f"lambda{self.lambda_image:g}")
+        if self.pretrain_scale != 1.0:
+            parts.append(f"pretrain{self.pretrain_scale:g}x")
+        return "-".join(parts)
 
     def pretrain_args(self, method: str) -> list[str]:
         """The ``hybridseg pretrain`` options of that setting."""
         invert = ["--invert-probability", str(self.invert_probability)] if self.invert_probability else []
         if method == "hybrid":
-            return ["--clean-fraction", str(self.clean_fraction), "--invert-probability", str(self.invert_probability),
-                    "--lambda-image", str(self.lambda_image)]
+            return ["--clean-fraction", str(self.clean_fraction), "--lambda-image", str(self.lambda_image), *invert]
         if method == "diffusion":
             return ["--clean-fraction", str(self.diffusion_clean_fraction), *invert]
         return invert
@@ -457,13 +461,14 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
 def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[dict[str, Any]]) -> dict[tuple, Any]:
     """Paired intervals of each (arm, N) of a fine-tuning variant against the default fine-tuning's runs of the
     same arm, source model, seed and therefore labelled images."""
+    def arm(r: dict[str, Any]) -> str:  # without its report name (``hybrid@<setting>``): the two reports may differ
+        return r["method"].split("@")[0]
+
     def by_run(some: list[dict[str, Any]]) -> dict[tuple, list[float]]:
-        # the arm without its report name (``hybrid@<setting>``): the two reports may show other settings as the arm
-        return {(r["method"].split("@")[0], r["pretrain"], r["n_labels"], r["seed"]): r["per_image_dice"]
-                for r in some if "per_image_dice" in r}
+        return {(arm(r), r["pretrain"], r["n_labels"], r["seed"]): r["per_image_dice"] for r in some if "per_image_dice" in r}
 
     ours, default = by_run(rows), by_run(default_rows)
-    shown_as = {(r["method"].split("@")[0], r["pretrain"]): r["method"] for r in rows}
+    shown_as = {(arm(r), r["pretrain"]): r["method"] for r in rows}
     cells: dict[tuple, list[tuple]] = {}
     for run_key in ours:
         if run_key in default and run_key[2] > 0:  # with no labels there is no fine-tuning to differ
