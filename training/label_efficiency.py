@@ -144,6 +144,7 @@ class Variant:
     finetune_steps: int | None = None  # for every network arm; None: the budget's
     unlabelled_crops: int = 0  # unlabelled pool crops added to each batch (denoising only): the labelled ones stay as many
     head_steps: int = 0  # of the pretrained arms' fine-tuning steps, the first ones on the output convolution alone
+    lr: float | None = None  # the pretrained arms' fine-tuning learning rate; None: the product's
 
     @property
     def tag(self) -> str:
@@ -154,7 +155,8 @@ class Variant:
                 + (f"+foreground{self.foreground_share:g}" if self.foreground_share else "")
                 + (f"+steps{self.finetune_steps}" if self.finetune_steps else "")
                 + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else "")
-                + (f"+head{self.head_steps}" if self.head_steps else ""))
+                + (f"+head{self.head_steps}" if self.head_steps else "")
+                + (f"+lr{self.lr:g}" if self.lr else ""))
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -277,6 +279,7 @@ def fit_and_score(
     from napari_hybridseg.model.checkpoint import load_checkpoint, read_metadata
     from napari_hybridseg.model.inference import Segmenter
 
+    lr: dict[str, float] = {}
     if method == "scratch":
         model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
         batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
@@ -284,12 +287,13 @@ def fit_and_score(
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps)
+        lr = {"lr": variant.lr} if variant.lr else {}
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
-            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share,
+            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, **lr,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -569,6 +573,8 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
 
 
 def main(argv: list[str] | None = None) -> int:
+    from napari_hybridseg.learn.finetune import default_finetune_train_config
+
     p = argparse.ArgumentParser(prog="python -m training.label_efficiency", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data",
                    help="folder holding retina/ and dsb2018/ (default: ../shared/data)")
@@ -603,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-steps", type=int, default=0,
                    help="of the pretrained arms' fine-tuning steps, the first ones train the output convolution alone "
                         "(linear probing, then fine-tuning; default 0)")
+    p.add_argument("--finetune-lr", type=float,
+                   help="the pretrained arms' fine-tuning learning rate "
+                        f"(default the product's, {default_finetune_train_config().lr:g})")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -620,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
-                      args.unlabelled_crops, args.head_steps)
+                      args.unlabelled_crops, args.head_steps, args.finetune_lr)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
                + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report

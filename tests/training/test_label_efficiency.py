@@ -197,6 +197,29 @@ def test_a_head_first_fine_tune_is_recorded_under_its_own_tag():
     assert label_efficiency.Variant(finetune_steps=600, head_steps=50).slug == "mask_steps600_head50"
 
 
+def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and_scratch_at_the_products(
+    tiny_sample_root, tiny_checkpoint, monkeypatch
+):
+    from napari_hybridseg.data.datasets import load_domain
+    from napari_hybridseg.learn import finetune as finetune_module
+
+    rates = {}
+
+    def recording_finetune(model, meta, labelled, train_config, *rest):
+        rates[meta["method"]] = train_config.lr
+        return model, meta, []
+
+    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
+    pool = load_domain(tiny_sample_root, "synth", "pool")
+    data = label_efficiency.TargetData(pool, pool[:1])
+    slower = label_efficiency.Variant(lr=1e-4)
+    assert slower.tag == "mask+lr0.0001"
+    for method in ("hybrid", "scratch"):
+        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                                       slower, seed=0)
+    assert rates == {"hybrid": 1e-4, "scratch": finetune_module.default_finetune_train_config().lr}
+
+
 def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
     line = label_efficiency.machines_line
     assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
