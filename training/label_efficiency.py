@@ -573,7 +573,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_hybridseg.learn.finetune import default_finetune_train_config
+    from napari_hybridseg.learn.finetune import FINETUNE_LR
 
     p = argparse.ArgumentParser(prog="python -m training.label_efficiency", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data",
@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(linear probing, then fine-tuning; default 0)")
     p.add_argument("--finetune-lr", type=float,
                    help="the pretrained arms' fine-tuning learning rate "
-                        f"(default the product's, {default_finetune_train_config().lr:g})")
+                        f"(default the product's, {FINETUNE_LR:g})")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -619,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", type=Path, default=report.RESULTS)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
     p.add_argument("--report-only", action="store_true", help="rebuild JSON, plots and tables from the records")
+    p.add_argument("--report-name", help="the BENCHMARKS.md section and results file names of this report "
+                                         "(default: from the protocol and fine-tuning variant)")
     args = p.parse_args(argv)
 
     budget = QUICK if args.quick else FULL
@@ -631,8 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
                       args.unlabelled_crops, args.head_steps, args.finetune_lr)
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
-    section = ("label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
-               + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report
+    section = args.report_name or (
+        "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
+        + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report
     work.mkdir(parents=True, exist_ok=True)
     recorded = work / "budget.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("base_channels") != budget.base_channels:

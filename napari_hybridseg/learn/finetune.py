@@ -45,8 +45,11 @@ def scratch_model(architecture_of: dict[str, Any] | None, seed: int) -> tuple[Hy
     return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
 
 
+FINETUNE_LR = 1e-3
+
+
 def default_finetune_train_config(**overrides: Any) -> TrainConfig:
-    return TrainConfig(**{"steps": 200, "batch_size": 8, "crop_size": 128, "lr": 1e-3, "log_every": 10, **overrides})
+    return TrainConfig(**{"steps": 200, "batch_size": 8, "crop_size": 128, "lr": FINETUNE_LR, "log_every": 10, **overrides})
 
 
 def starting_model(model: HybridSegModel, metadata: dict[str, Any], seed: int,

@@ -117,6 +117,26 @@ def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
     assert (results / "label_efficiency_y.png").exists() and (results / "label_efficiency_b.png").exists()
 
 
+def test_a_named_report_shows_another_setting_as_the_arm_without_touching_the_default_report(tmp_path):
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    for seed in (0, 1):
+        records.add(_record("hybrid", 5, seed, 0.8))
+        records.add(_record("hybrid", 5, seed, 0.9, pretrain="clean0.5-invert0.5"))
+        records.add(_record("forest", 5, seed, 0.85))
+    results, md = tmp_path / "benchmarks" / "results", tmp_path / "BENCHMARKS.md"
+    common = ["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md", str(md), "--report-only"]
+    assert label_efficiency.main(common) == 0
+    assert label_efficiency.main([*common, "--invert-probability", "0.5", "--report-name", "inverted"]) == 0
+
+    default, inverted = (md.read_text().split(f"<!-- {name}:start -->")[1] for name in ("label_efficiency", "inverted"))
+    assert "| hybrid − forest | hybrid − hybrid@clean0.5-invert0.5 |" in default
+    assert "| hybrid − forest | hybrid − hybrid@clean0.5 |" in inverted
+    assert "| 5 | +0.050 [" in inverted  # the inverted start against the forest
+    assert json.loads((results / "inverted.json").read_text())[0]["hybrid_pretraining"] == "clean0.5-invert0.5"
+    assert json.loads((results / "label_efficiency.json").read_text())[0]["hybrid_pretraining"] == "clean0.5"
+    assert (results / "inverted_b.png").exists()
+
+
 def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reaches_pretraining():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("hybrid") == "clean0.5"  # the default keeps the name of every earlier source model
@@ -217,7 +237,7 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
     for method in ("hybrid", "scratch"):
         label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
                                        slower, seed=0)
-    assert rates == {"hybrid": 1e-4, "scratch": finetune_module.default_finetune_train_config().lr}
+    assert rates == {"hybrid": 1e-4, "scratch": finetune_module.FINETUNE_LR}
 
 
 def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
