@@ -146,6 +146,10 @@ class Variant:
     head_steps: int = 0  # of the pretrained arms' fine-tuning steps, the first ones on the output convolution alone
     lr: float | None = None  # the pretrained arms' fine-tuning learning rate; None: the product's
 
+    def __post_init__(self) -> None:
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"the fine-tuning learning rate must be positive, got {self.lr}")
+
     @property
     def tag(self) -> str:
         # "mask+unlabelled…" records (stop 8) had the mask loss on noisy labelled crops too; since stop 21 the
@@ -279,7 +283,7 @@ def fit_and_score(
     from napari_hybridseg.model.checkpoint import load_checkpoint, read_metadata
     from napari_hybridseg.model.inference import Segmenter
 
-    lr: dict[str, float] = {}
+    rate: dict[str, float] = {}  # the product's learning rate unless the variant sets the pretrained arms' own
     if method == "scratch":
         model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
         batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
@@ -287,13 +291,13 @@ def fit_and_score(
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps)
-        lr = {"lr": variant.lr} if variant.lr else {}
+        rate = {"lr": variant.lr} if variant.lr else {}
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
-            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, **lr,
+            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, **rate,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -630,8 +634,11 @@ def main(argv: list[str] | None = None) -> int:
                  "pretrain_scale": args.pretrain_scale}
     budget = budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
-    variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
-                      args.unlabelled_crops, args.head_steps, args.finetune_lr)
+    try:
+        variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
+                          args.unlabelled_crops, args.head_steps, args.finetune_lr)
+    except ValueError as error:
+        p.error(str(error))
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = args.report_name or (
         "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")

@@ -238,6 +238,10 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
         label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
                                        slower, seed=0)
     assert rates == {"hybrid": 1e-4, "scratch": finetune_module.FINETUNE_LR}
+    with pytest.raises(ValueError, match="must be positive"):
+        label_efficiency.Variant(lr=-1e-3)
+    with pytest.raises(SystemExit):
+        label_efficiency.main(["--finetune-lr", "0", "--report-only"])
 
 
 def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
