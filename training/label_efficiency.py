@@ -279,25 +279,27 @@ def fit_and_score(
         forest = PixelForest(seed=seed).fit(labelled)
         return evaluate_predictor(forest.predict, forest.n_classes, data.evaluation)
 
-    from napari_hybridseg.learn.finetune import FinetuneConfig, default_finetune_train_config, finetune, scratch_model
+    from napari_hybridseg.learn.finetune import (
+        FINETUNE_LR, FinetuneConfig, default_finetune_train_config, finetune, scratch_model,
+    )
     from napari_hybridseg.model.checkpoint import load_checkpoint, read_metadata
     from napari_hybridseg.model.inference import Segmenter
 
-    rate: dict[str, float] = {}  # the product's learning rate unless the variant sets the pretrained arms' own
     if method == "scratch":
         model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
         batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
+        lr = FINETUNE_LR
     else:
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps)
-        rate = {"lr": variant.lr} if variant.lr else {}
+        lr = variant.lr or FINETUNE_LR
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
-            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, **rate,
+            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, lr=lr,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -577,8 +579,6 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_hybridseg.learn.finetune import FINETUNE_LR
-
     p = argparse.ArgumentParser(prog="python -m training.label_efficiency", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data",
                    help="folder holding retina/ and dsb2018/ (default: ../shared/data)")
@@ -614,8 +614,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="of the pretrained arms' fine-tuning steps, the first ones train the output convolution alone "
                         "(linear probing, then fine-tuning; default 0)")
     p.add_argument("--finetune-lr", type=float,
-                   help="the pretrained arms' fine-tuning learning rate "
-                        f"(default the product's, {FINETUNE_LR:g})")
+                   help="the pretrained arms' fine-tuning learning rate (default: the product's, as scratch's)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
