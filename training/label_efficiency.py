@@ -145,10 +145,16 @@ class Variant:
     unlabelled_crops: int = 0  # unlabelled pool crops added to each batch (denoising only): the labelled ones stay as many
     head_steps: int = 0  # of the pretrained arms' fine-tuning steps, the first ones on the output convolution alone
     lr: float | None = None  # the pretrained arms' fine-tuning learning rate; None: the product's
+    start_decay: float = 0.0  # the pretrained arms' pull toward their starting weights (L2-SP; TrainConfig)
+    finetuned_share: float = 1.0  # of the pretrained arms' returned weights, the fine-tuned share (WiSE-FT; FinetuneConfig)
 
     def __post_init__(self) -> None:
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"the fine-tuning learning rate must be positive, got {self.lr}")
+        if self.start_decay < 0:
+            raise ValueError(f"the pull toward the starting weights must not be negative, got {self.start_decay}")
+        if not 0 < self.finetuned_share <= 1:
+            raise ValueError(f"the fine-tuned share of the weights must lie in (0, 1], got {self.finetuned_share}")
 
     @property
     def tag(self) -> str:
@@ -160,7 +166,9 @@ class Variant:
                 + (f"+steps{self.finetune_steps}" if self.finetune_steps else "")
                 + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else "")
                 + (f"+head{self.head_steps}" if self.head_steps else "")
-                + (f"+lr{self.lr:g}" if self.lr else ""))
+                + (f"+lr{self.lr:g}" if self.lr else "")
+                + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
+                + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else ""))
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -288,18 +296,20 @@ def fit_and_score(
     if method == "scratch":
         model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
         batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
-        lr = FINETUNE_LR
+        lr, start_decay = FINETUNE_LR, 0.0  # nothing learnt to keep
     else:
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
-        config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps)
-        lr = variant.lr or FINETUNE_LR
+        config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps,
+                                finetuned_share=variant.finetuned_share)
+        lr, start_decay = variant.lr or FINETUNE_LR, variant.start_decay
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
     if labelled:
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
             crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, lr=lr,
+            start_decay=start_decay,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -615,6 +625,12 @@ def main(argv: list[str] | None = None) -> int:
                         "(linear probing, then fine-tuning; default 0)")
     p.add_argument("--finetune-lr", type=float,
                    help="the pretrained arms' fine-tuning learning rate (default: the product's, as scratch's)")
+    p.add_argument("--start-decay", type=float, default=0.0,
+                   help="the pretrained arms' pull toward their starting weights: each step moves every weight "
+                        "lr × this toward its start (L2-SP; default 0)")
+    p.add_argument("--finetuned-share", type=float, default=1.0,
+                   help="the pretrained arms keep this share of the fine-tuned weights, the rest from the start "
+                        "(WiSE-FT; default 1)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -635,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     try:
         variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
-                          args.unlabelled_crops, args.head_steps, args.finetune_lr)
+                          args.unlabelled_crops, args.head_steps, args.finetune_lr, args.start_decay,
+                          args.finetuned_share)
     except ValueError as error:
         p.error(str(error))
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")

@@ -24,8 +24,13 @@ class FinetuneConfig:
     loss: str = "mask"  # "mask": CE + Dice on clean input; "hybrid": the pretraining loss
     unlabelled_share: float = 0.0  # part of each batch drawn from unlabelled images (denoising only)
     head_steps: int = 0  # of the fine-tuning steps, the first ones train the output convolution alone (LP-FT)
+    # the returned weights are this share of the fine-tuned ones and the rest of the starting ones (WiSE-FT,
+    # Wortsman et al., 2022): 1 keeps the fine-tuned model as it is
+    finetuned_share: float = 1.0
 
     def __post_init__(self):
+        if not 0.0 < self.finetuned_share <= 1.0:
+            raise ValueError(f"finetuned_share must lie in (0, 1], got {self.finetuned_share}")
         if self.head_steps < 0:
             raise ValueError("head_steps must not be negative")
         if not 0.0 <= self.unlabelled_share < 1.0:
@@ -112,8 +117,11 @@ def finetune(
         # and its clean share is exactly theirs, so the mask loss still sees clean input only, as without them
         labelled_share = (train_config.batch_size - n_unlabelled) / train_config.batch_size
         loss_config = LossConfig(method="hybrid", clean_fraction=labelled_share)
+    start_state = copy.deepcopy(tuned.state_dict()) if config.finetuned_share < 1 else None
     history = train_head_first(tuned, HybridLoss(loss_config, tuned.sigma_data), next_batch, train_config,
                                config.head_steps, device, on_log, should_stop)
+    if start_state is not None:
+        blend_toward(tuned, start_state, 1.0 - config.finetuned_share)
     new_meta = copy.deepcopy(metadata)
     new_meta.setdefault("finetuning", []).append(
         {
@@ -126,6 +134,14 @@ def finetune(
         }
     )
     return tuned.eval(), new_meta, history
+
+
+def blend_toward(model: torch.nn.Module, state: dict[str, torch.Tensor], weight: float) -> None:
+    """Move each floating-point weight and buffer of ``model`` the fraction ``weight`` of the way to ``state``'s."""
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                value.lerp_(state[name].to(value.device), weight)
 
 
 def train_head_first(

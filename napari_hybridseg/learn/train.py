@@ -36,6 +36,13 @@ class TrainConfig:
     log_every: int = 10
     invert_probability: float = 0.0  # share of training crops with inverted intensities (see CropSampler)
     foreground_share: float = 0.0  # share of training crops placed around a foreground pixel (see CropSampler)
+    # each step also pulls every weight toward its value at the start by lr × start_decay: decoupled L2-SP
+    # (Li et al., 2018), so that fine-tuning on one or two images cannot wander far from the pretrained model
+    start_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.start_decay < 0 or self.start_decay * self.lr > 1:
+            raise ValueError(f"start_decay × lr must lie in [0, 1], got {self.start_decay} × {self.lr}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +87,7 @@ def train(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    start_weights = [p.detach().clone() for p in params] if config.start_decay else None
     history: list[StepLog] = []
     running = {"loss": 0.0, "image": 0.0, "mask": 0.0, "n": 0}
     start = time.perf_counter()
@@ -99,6 +107,9 @@ def train(
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimiser.step()
+        if start_weights is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(params, start_weights, lr_at(step, config) * config.start_decay)
 
         running["loss"] += terms.total.item()
         running["image"] += terms.image.item()

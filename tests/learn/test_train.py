@@ -363,3 +363,40 @@ def test_head_steps_must_leave_steps_for_the_whole_network():
         finetune(model, model_metadata(model), samples(1), small_config(steps=2), FinetuneConfig(head_steps=2))
     with pytest.raises(ValueError, match="negative"):
         FinetuneConfig(head_steps=-1)
+
+
+def distance(model, state) -> float:
+    return sum(float((v - state[k]).pow(2).sum()) for k, v in model.state_dict().items() if v.is_floating_point())
+
+
+def test_a_pull_toward_the_start_keeps_fine_tuned_weights_nearer_the_pretrained_ones():
+    model = tiny()
+    before = snapshot(model)
+    meta = model_metadata(model, method="hybrid")
+    free, _, _ = finetune(model, meta, samples(1), small_config(steps=6))
+    pulled, pulled_meta, _ = finetune(model, meta, samples(1), small_config(steps=6, start_decay=300.0))
+    assert 0 < distance(pulled, before) < distance(free, before)
+    assert pulled_meta["finetuning"][-1]["train"]["start_decay"] == 300.0
+    # a pull of the whole way at the peak rate undoes each step: one step without warm-up lands on the start
+    back, _, _ = finetune(model, meta, samples(1), small_config(steps=1, warmup_fraction=0.0, start_decay=1000.0))
+    assert_same_weights(back, before)
+    with pytest.raises(ValueError, match="start_decay"):
+        small_config(start_decay=-1.0)
+    with pytest.raises(ValueError, match="start_decay"):
+        small_config(start_decay=2000.0)  # × lr 1e-3 would overshoot the start
+
+
+def test_a_fine_tuned_share_below_one_returns_that_blend_of_the_fine_tuned_and_starting_weights():
+    model = tiny()
+    before = snapshot(model)
+    meta = model_metadata(model, method="hybrid")
+    full, _, _ = finetune(model, meta, samples(1), small_config(steps=4))
+    half, half_meta, _ = finetune(model, meta, samples(1), small_config(steps=4), FinetuneConfig(finetuned_share=0.5))
+    for key, value in half.state_dict().items():
+        torch.testing.assert_close(value, (before[key] + full.state_dict()[key]) / 2, msg=key)
+    assert distance(full, before) > 0
+    assert half_meta["finetuning"][-1]["config"]["finetuned_share"] == 0.5
+    assert_same_weights(model, before)
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="finetuned_share"):
+            FinetuneConfig(finetuned_share=share)

@@ -244,6 +244,30 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
         label_efficiency.main(["--finetune-lr", "0", "--report-only"])
 
 
+def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_root, tiny_checkpoint, monkeypatch):
+    from napari_hybridseg.data.datasets import load_domain
+    from napari_hybridseg.learn import finetune as finetune_module
+
+    seen = {}
+
+    def recording_finetune(model, meta, labelled, train_config, config, *rest):
+        seen[meta["method"]] = (train_config.start_decay, config.finetuned_share)
+        return model, meta, []
+
+    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
+    pool = load_domain(tiny_sample_root, "synth", "pool")
+    data = label_efficiency.TargetData(pool, pool[:1])
+    near = label_efficiency.Variant(finetune_steps=50, start_decay=10.0, finetuned_share=0.5)
+    assert near.tag == "mask+steps50+l2sp10+wise0.5"
+    for method in ("hybrid", "scratch"):
+        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                                       near, seed=0)
+    assert seen == {"hybrid": (10.0, 0.5), "scratch": (0.0, 1.0)}
+    for bad in (["--start-decay", "-1"], ["--finetuned-share", "0"]):
+        with pytest.raises(SystemExit):
+            label_efficiency.main([*bad, "--report-only"])
+
+
 def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
     line = label_efficiency.machines_line
     assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
