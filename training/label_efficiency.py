@@ -73,22 +73,21 @@ class Budget:
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
-    # pretraining settings chosen on a pair's validation protocol, by data set folder name; a flag given on the
-    # command line overrides them for every pair
-    per_root: dict[str, dict[str, float]] = field(default_factory=dict)
+    # settings chosen on a pair's validation protocol, by data set folder name (``retina``) or by pair name
+    # (``dsb2018-fluorescence-histology``: a pair's own go over its data set's); a flag given on the command line
+    # overrides them for every pair
+    chosen: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def overridden(self, **given: Any) -> Budget:
-        """This budget with ``given`` settings for every pair, over the ones chosen per data set."""
-        return replace(self, **given, per_root={root: {k: v for k, v in chosen.items() if k not in given}
-                                                for root, chosen in self.per_root.items()})
-
-    def for_root(self, root_name: str) -> Budget:
-        """This budget with the settings chosen for the data set in folder ``root_name``."""
-        return replace(self, **self.per_root.get(root_name, {}), per_root={})
+        """This budget with ``given`` settings for every pair, over the ones chosen per data set or pair."""
+        return replace(self, **given, chosen={name: {k: v for k, v in settings.items() if k not in given}
+                                              for name, settings in self.chosen.items()})
 
     def for_pair_name(self, pair_name: str) -> Budget:
-        """As ``for_root``, from a record's pair name (``<root>-<source>-<target>``)."""
-        return self.for_root(max((r for r in self.per_root if pair_name.startswith(f"{r}-")), key=len, default=""))
+        """This budget with the settings chosen for the pair named ``pair_name`` (``<root>-<source>-<target>``)."""
+        matching = sorted((name for name in self.chosen if pair_name == name or pair_name.startswith(f"{name}-")), key=len)
+        settings = {k: v for name in matching for k, v in self.chosen[name].items()}
+        return replace(self, **settings, chosen={})
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
@@ -126,7 +125,7 @@ class Budget:
 FULL = Budget(
     pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000},
     # CHASE validation, stop 22: N = 5 Dice 0.823 at λ 0.25, 0.817 at 1, 0.805 at 4
-    per_root={"retina": {"lambda_image": 0.25}},
+    chosen={"retina": {"lambda_image": 0.25}},
 )
 QUICK = Budget(
     pretrain_steps={"*": 20}, finetune_steps=10, batch_size=2, crop=64, seeds=2, n_labels=(1, 2),
@@ -169,6 +168,13 @@ class Variant:
                 + (f"+lr{self.lr:g}" if self.lr else "")
                 + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
                 + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else ""))
+
+    def as_run(self, pair_budget: Budget, untagged_steps: int) -> Variant:
+        """This variant as it runs on a pair: its own fine-tuning steps, else the pair's. Steps equal to
+        ``untagged_steps`` (the benchmark's default, which records before per-pair steps never named) stay out of
+        the tag, so a pair's chosen steps and the same steps asked for on the command line share their records."""
+        steps = self.finetune_steps or pair_budget.finetune_steps
+        return replace(self, finetune_steps=None if steps == untagged_steps else steps)
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -344,8 +350,9 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     data = {p.name: target_data(p, protocol, budget) for p in pairs}
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
-        pair_budget = budget.for_root(pair.root.name)
-        key = dict(pair=pair.name, protocol=protocol, variant=variant.tag, method=method,
+        pair_budget = budget.for_pair_name(pair.name)
+        pair_variant = variant.as_run(pair_budget, budget.finetune_steps)
+        key = dict(pair=pair.name, protocol=protocol, variant=pair_variant.tag, method=method,
                    pretrain=pair_budget.pretrain_tag(method), n_labels=n, seed=seed)
         if records.has(**key):
             continue
@@ -357,7 +364,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
             pretrained_checkpoint(work, pair, method if method in PRETRAINED else "hybrid", pair_budget, threads)
         started = time.perf_counter()
         scores = fit_and_score(method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, pair_budget, threads),
-                               pair_budget, variant, seed)
+                               pair_budget, pair_variant, seed)
         row = {
             **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
             "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
@@ -416,10 +423,12 @@ def report_rows(
 ) -> dict[str, tuple[dict[str, str], list[dict[str, Any]]]]:
     """The records of one report per pair, with each tunable arm's pretraining setting shown under the arm's
     name: the pair's setting in ``budget``, or the most-run setting where that one has not run on the pair yet. Runs of
-    other settings are kept as their own arm, ``<arm>@<setting>``, compared paired."""
+    other settings are kept as their own arm, ``<arm>@<setting>``, compared paired. ``variant`` is taken as it runs
+    on each pair (``Variant.as_run``)."""
+    tags = {pair: variant.as_run(budget.for_pair_name(pair), budget.finetune_steps).tag for pair in {r["pair"] for r in rows}}
     by_pair: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["protocol"] == protocol and r["variant"] == variant.tag:
+        if r["protocol"] == protocol and r["variant"] == tags[r["pair"]]:
             by_pair.setdefault(r["pair"], []).append(r)
     out = {}
     for pair, pair_rows in by_pair.items():
@@ -480,7 +489,11 @@ def pair_markdown(rows: list[dict[str, Any]], arms: list[str]) -> str:
 
 def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[dict[str, Any]]) -> dict[tuple, Any]:
     """Paired intervals of each (arm, N) of a fine-tuning variant against the default fine-tuning's runs of the
-    same arm, source model, seed and therefore labelled images."""
+    same arm, source model, seed and therefore labelled images; none where both are the same runs (a pair whose
+    chosen fine-tuning is this variant)."""
+    if rows and default_rows and rows[0]["variant"] == default_rows[0]["variant"]:
+        return {}
+
     def arm(r: dict[str, Any]) -> str:  # without its report name (``hybrid@<setting>``): the two reports may differ
         return r["method"].split("@")[0]
 
@@ -497,11 +510,11 @@ def against_default_fine_tuning(rows: list[dict[str, Any]], default_rows: list[d
             for cell, keys in cells.items()}
 
 
-def against_default_markdown(intervals: dict[tuple, Any], variant: Variant, pool_size: int) -> str:
+def against_default_markdown(intervals: dict[tuple, Any], tag: str, default_tag: str, pool_size: int) -> str:
     methods = methods_present(intervals, ARMS)
     ns = sorted({n for _, n in intervals})
     table = report.markdown_table(
-        ["N labels", *[f"{m}: {variant.tag} − {Variant().tag}" for m in methods]],
+        ["N labels", *[f"{m}: {tag} − {default_tag}" for m in methods]],
         [[_n_label(n, pool_size), *[f"{intervals[(m, n)]} ({intervals[(m, n)].n_seeds})" if (m, n) in intervals else "–"
                                     for m in methods]] for n in ns])
     return ("Against the default fine-tuning, paired on the same source models, seeds and labelled images "
@@ -548,21 +561,25 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
         first = pair_rows[0]
         entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
-            "finetune": variant.tag, "hybrid_pretraining": shown["hybrid"],
+            "finetune": first["variant"], "hybrid_pretraining": shown["hybrid"],
             "diffusion_pretraining": _setting_name("diffusion", shown["diffusion"]), "command": args_line, "machine": info,
             "results": [{k: r[k] for k in ("method", "n_labels", "seed", "dice", "iou", "seconds")} for r in pair_rows],
         }
         if shown["supervised"]:
             entry["supervised_pretraining"] = shown["supervised"]
-        against = against_default_fine_tuning(pair_rows, default_by_pair.get(pair, ({}, []))[1])
+        default_rows = default_by_pair.get(pair, ({}, []))[1]
+        against = against_default_fine_tuning(pair_rows, default_rows)
         if against:
             entry["against_default_fine_tuning"] = [
                 {"method": m, "n_labels": n, "mean": i.mean, "low": i.low, "high": i.high, "n_seeds": i.n_seeds}
                 for (m, n), i in sorted(against.items())]
         out.append(entry)
-        extra = f"\n\n{against_default_markdown(against, variant, first['n_pool'])}" if against else ""
+        extra = (f"\n\n{against_default_markdown(against, first['variant'], default_rows[0]['variant'], first['n_pool'])}"
+                 if against else "")
         settings = [f"{m} pretraining: {_setting_name(m, shown[m])}" for m in TUNABLE
                     if any(r["method"] == m for r in pair_rows)]
+        if first["variant"] != variant.tag:
+            settings.append(f"fine-tuning: {first['variant']} (the steps chosen for this pair on validation)")
         origin = "; ".join(settings) or "no pretrained arm"
         reported.append((entry, pair_rows, f"{origin[0].upper()}{origin[1:]}.", extra))
     sections = []
@@ -619,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--foreground-share", type=float, default=0.0,
                    help="share of fine-tuning crops placed around a foreground pixel (default 0: uniform crops)")
     p.add_argument("--finetune-steps", type=int,
-                   help=f"fine-tuning steps of every network arm (default {FULL.finetune_steps})")
+                   help=f"fine-tuning steps of every network arm (default: the pair's chosen ones, else {FULL.finetune_steps})")
     p.add_argument("--head-steps", type=int, default=0,
                    help="of the pretrained arms' fine-tuning steps, the first ones train the output convolution alone "
                         "(linear probing, then fine-tuning; default 0)")

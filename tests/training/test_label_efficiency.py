@@ -1,6 +1,7 @@
 """The label-efficiency benchmark end to end on a tiny budget, and its statistics."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -171,13 +172,48 @@ def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrid
     chase = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
     histology = label_efficiency.Pair(tmp_path / "dsb2018", "fluorescence", "histology")
     full = label_efficiency.FULL
-    assert full.for_root(chase.root.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25"
+    assert full.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25"
     assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25"
-    assert full.for_root(histology.root.name).pretrain_tag("hybrid") == "clean0.5"
+    assert full.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5"
     flagged = full.overridden(lambda_image=4.0, seeds=2)
-    assert flagged.for_root(chase.root.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
-    assert flagged.for_root(histology.root.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
-    assert full.overridden(seeds=2).for_root(chase.root.name).lambda_image == 0.25
+    assert flagged.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert flagged.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert full.overridden(seeds=2).for_pair_name(chase.name).lambda_image == 0.25
+
+
+def test_a_pairs_own_settings_go_over_its_data_sets_and_reach_no_other_pair():
+    budget = replace(label_efficiency.FULL, chosen={
+        "dsb2018": {"invert_probability": 0.5, "finetune_steps": 100},
+        "dsb2018-fluorescence-brightfield": {"finetune_steps": 600},
+        "dsb2018-fluorescence-b": {"finetune_steps": 7},  # a prefix of the pair's name, not the pair
+    })
+    brightfield = budget.for_pair_name("dsb2018-fluorescence-brightfield")
+    assert (brightfield.invert_probability, brightfield.finetune_steps) == (0.5, 600)
+    histology = budget.for_pair_name("dsb2018-fluorescence-histology")
+    assert (histology.invert_probability, histology.finetune_steps) == (0.5, 100)
+    assert budget.for_pair_name("retina-drive-chase").finetune_steps == 200
+
+
+def test_a_pairs_chosen_fine_tuning_steps_name_its_records_as_the_same_steps_asked_for_would():
+    chosen = replace(label_efficiency.FULL, chosen={"root-a-b": {"finetune_steps": 600}})
+    pair_budget = chosen.for_pair_name("root-a-b")
+    Variant = label_efficiency.Variant
+    assert Variant().as_run(pair_budget, 200) == Variant(finetune_steps=600).as_run(pair_budget, 200)
+    assert Variant().as_run(pair_budget, 200).tag == "mask+steps600"
+    assert Variant(finetune_steps=50).as_run(pair_budget, 200).tag == "mask+steps50"  # the command line wins
+    assert Variant(finetune_steps=200).as_run(pair_budget, 200).tag == "mask"  # the default's records
+    assert Variant().as_run(label_efficiency.FULL.for_pair_name("root-a-b"), 200).tag == "mask"
+
+    rows = [_record("hybrid", 5, s, 0.80) for s in (0, 1)]  # 200 steps
+    rows += [{**_record("hybrid", 5, s, 0.85), "variant": "mask+steps600"} for s in (0, 1)]
+    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(), chosen).values()
+    assert {r["dice"] for r in reported} == {0.85}
+    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(finetune_steps=200), chosen).values()
+    assert {r["dice"] for r in reported} == {0.80}
+    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(), label_efficiency.FULL).values()
+    assert {r["dice"] for r in reported} == {0.80}
+    steps600 = [r for r in rows if r["variant"] == "mask+steps600"]
+    assert label_efficiency.against_default_fine_tuning(steps600, steps600) == {}  # the same runs: nothing to compare
 
 
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
