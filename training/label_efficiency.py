@@ -146,6 +146,9 @@ class Variant:
     lr: float | None = None  # the pretrained arms' fine-tuning learning rate; None: the product's
     start_decay: float = 0.0  # the pretrained arms' pull toward their starting weights (L2-SP; TrainConfig)
     finetuned_share: float = 1.0  # of the pretrained arms' returned weights, the fine-tuned share (WiSE-FT; FinetuneConfig)
+    # K > 0: with N labelled images the fine-tuned share is N / (N + K) instead, so the fewer the labels, the more of
+    # the pretrained model is kept (K = 1: one image gets half)
+    finetuned_half_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr is not None and not self.lr > 0:
@@ -154,6 +157,13 @@ class Variant:
             raise ValueError(f"the pull toward the starting weights must not be negative, got {self.start_decay}")
         if not 0 < self.finetuned_share <= 1:
             raise ValueError(f"the fine-tuned share of the weights must lie in (0, 1], got {self.finetuned_share}")
+        if self.finetuned_half_at < 0 or (self.finetuned_half_at and self.finetuned_share < 1):
+            raise ValueError("the fine-tuned share is either fixed or N / (N + K) with K > 0, not both")
+
+    def finetuned_share_for(self, n_labels: int) -> float:
+        if self.finetuned_half_at and n_labels:  # with no labels nothing is fine-tuned
+            return n_labels / (n_labels + self.finetuned_half_at)
+        return self.finetuned_share
 
     @property
     def tag(self) -> str:
@@ -167,7 +177,8 @@ class Variant:
                 + (f"+head{self.head_steps}" if self.head_steps else "")
                 + (f"+lr{self.lr:g}" if self.lr else "")
                 + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
-                + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else ""))
+                + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else "")
+                + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else ""))
 
     def as_run(self, pair_budget: Budget, untagged_steps: int) -> Variant:
         """This variant as it runs on a pair: its own fine-tuning steps, else the pair's. Steps equal to
@@ -307,7 +318,7 @@ def fit_and_score(
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(budget.batch_size)
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps,
-                                finetuned_share=variant.finetuned_share)
+                                finetuned_share=variant.finetuned_share_for(len(labelled)))
         lr, start_decay = variant.lr or FINETUNE_LR, variant.start_decay
     chosen = {s.id for s in labelled}
     unlabelled = [s for s in data.pool if s.id not in chosen] if config.unlabelled_share else None
@@ -648,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetuned-share", type=float, default=1.0,
                    help="the pretrained arms keep this share of the fine-tuned weights, the rest from the start "
                         "(WiSE-FT; default 1)")
+    p.add_argument("--finetuned-half-at", type=float, default=0.0,
+                   help="K: with N labelled images the pretrained arms keep the share N / (N + K) of the fine-tuned "
+                        "weights, the rest from the start (WiSE-FT by the number of labels; default 0: off)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -669,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
                           args.unlabelled_crops, args.head_steps, args.finetune_lr, args.start_decay,
-                          args.finetuned_share)
+                          args.finetuned_share, args.finetuned_half_at)
     except ValueError as error:
         p.error(str(error))
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")

@@ -299,7 +299,15 @@ def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_
         label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
                                        near, seed=0)
     assert seen == {"hybrid": (10.0, 0.5), "scratch": (0.0, 1.0)}
-    for bad in (["--start-decay", "-1"], ["--finetuned-share", "0"]):
+    by_labels = label_efficiency.Variant(finetuned_half_at=1.0)
+    assert by_labels.tag == "mask+wisek1"
+    assert [by_labels.finetuned_share_for(n) for n in (0, 1, 3)] == [1.0, 0.5, 0.75]
+    label_efficiency.fit_and_score("hybrid", pool[:3], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                                   by_labels, seed=0)
+    assert seen["hybrid"] == (0.0, 0.75)
+    with pytest.raises(ValueError, match="not both"):
+        label_efficiency.Variant(finetuned_share=0.5, finetuned_half_at=1.0)
+    for bad in (["--start-decay", "-1"], ["--finetuned-share", "0"], ["--finetuned-half-at", "-1"]):
         with pytest.raises(SystemExit):
             label_efficiency.main([*bad, "--report-only"])
 
