@@ -557,9 +557,10 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
 
 
 def write_report(records: Records, protocol: str, variant: Variant, budget: Budget, args_line: str,
-                 results_dir: Path, benchmarks_md: Path, section: str) -> Path:
+                 results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant()) -> Path:
+    """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default, the default's)."""
     by_pair = report_rows(records.rows, protocol, variant, budget)
-    default_by_pair = report_rows(records.rows, protocol, Variant(), budget) if variant != Variant() else {}
+    default_by_pair = report_rows(records.rows, protocol, baseline, budget) if variant != baseline else {}
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"
@@ -662,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetuned-half-at", type=float, default=0.0,
                    help="K: with N labelled images the pretrained arms keep the share N / (N + K) of the fine-tuned "
                         "weights, the rest from the start (WiSE-FT by the number of labels; default 0: off)")
+    p.add_argument("--baseline-finetune-steps", type=int,
+                   help="compare a fine-tuning variant with the default fine-tuning at these steps (default: the "
+                        "pair's), e.g. a blend at 50 steps with plain 50-step fine-tuning")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
     p.add_argument("--threads", type=int, default=2)
@@ -701,7 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
-    path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section)
+    path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
+                        Variant(finetune_steps=args.baseline_finetune_steps))
     print(f"wrote {path}")
     return 0
 

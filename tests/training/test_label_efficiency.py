@@ -319,6 +319,24 @@ def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuildi
     assert mixed == "A (2 runs); B (1 run); 1 run from before records named their machine (this report rebuilt on HERE)"
 
 
+def test_a_variant_can_be_compared_with_the_default_fine_tuning_at_other_steps(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    Variant = label_efficiency.Variant
+    blend = Variant(finetune_steps=50, finetuned_share=0.5)
+    for seed in (0, 1):
+        records.add(_record("hybrid", 1, seed, 0.60))  # 200 steps
+        records.add({**_record("hybrid", 1, seed, 0.70), "variant": Variant(finetune_steps=50).tag})
+        records.add({**_record("hybrid", 1, seed, 0.75), "variant": blend.tag})
+    md = tmp_path / "BENCHMARKS.md"
+    label_efficiency.write_report(records, "test", blend, label_efficiency.FULL, "cmd", results, md, "blend",
+                                  baseline=Variant(finetune_steps=50))
+    (entry,) = json.loads((results / "blend.json").read_text())
+    (against,) = entry["against_default_fine_tuning"]
+    assert against["mean"] == pytest.approx(0.05)
+    assert "hybrid: mask+steps50+wise0.5 − mask+steps50" in md.read_text()
+
+
 def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_runs(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
