@@ -180,12 +180,13 @@ class Variant:
                 + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else "")
                 + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else ""))
 
-    def as_run(self, pair_budget: Budget, untagged_steps: int) -> Variant:
-        """This variant as it runs on a pair: its own fine-tuning steps, else the pair's. Steps equal to
-        ``untagged_steps`` (the benchmark's default, which records before per-pair steps never named) stay out of
-        the tag, so a pair's chosen steps and the same steps asked for on the command line share their records."""
-        steps = self.finetune_steps or pair_budget.finetune_steps
-        return replace(self, finetune_steps=None if steps == untagged_steps else steps)
+    def on_pair(self, budget: Budget, pair_name: str) -> Variant:
+        """This variant as it runs on the pair ``pair_name`` under ``budget``: its own fine-tuning steps, else the
+        pair's chosen ones. Steps equal to ``budget``'s own (the benchmark's default, which records before per-pair
+        steps never named) stay out of the tag, so a pair's chosen steps and the same steps asked for on the command
+        line share their records."""
+        steps = self.finetune_steps or budget.for_pair_name(pair_name).finetune_steps
+        return replace(self, finetune_steps=None if steps == budget.finetune_steps else steps)
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -362,7 +363,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
         pair_budget = budget.for_pair_name(pair.name)
-        pair_variant = variant.as_run(pair_budget, budget.finetune_steps)
+        pair_variant = variant.on_pair(budget, pair.name)
         key = dict(pair=pair.name, protocol=protocol, variant=pair_variant.tag, method=method,
                    pretrain=pair_budget.pretrain_tag(method), n_labels=n, seed=seed)
         if records.has(**key):
@@ -435,8 +436,8 @@ def report_rows(
     """The records of one report per pair, with each tunable arm's pretraining setting shown under the arm's
     name: the pair's setting in ``budget``, or the most-run setting where that one has not run on the pair yet. Runs of
     other settings are kept as their own arm, ``<arm>@<setting>``, compared paired. ``variant`` is taken as it runs
-    on each pair (``Variant.as_run``)."""
-    tags = {pair: variant.as_run(budget.for_pair_name(pair), budget.finetune_steps).tag for pair in {r["pair"] for r in rows}}
+    on each pair (``Variant.on_pair``)."""
+    tags = {pair: variant.on_pair(budget, pair).tag for pair in {r["pair"] for r in rows}}
     by_pair: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["protocol"] == protocol and r["variant"] == tags[r["pair"]]:
@@ -560,7 +561,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
                  results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant()) -> Path:
     """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default, the default's)."""
     by_pair = report_rows(records.rows, protocol, variant, budget)
-    default_by_pair = report_rows(records.rows, protocol, baseline, budget) if variant != baseline else {}
+    default_by_pair = report_rows(records.rows, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"

@@ -94,8 +94,9 @@ def train(
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"cancelled at step {step} of {config.steps}")
+        lr = lr_at(step, config)
         for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, config)
+            group["lr"] = lr
         images, masks = next_batch()
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True) if masks is not None else None
@@ -109,7 +110,7 @@ def train(
         optimiser.step()
         if start_weights is not None:
             with torch.no_grad():
-                torch._foreach_lerp_(params, start_weights, lr_at(step, config) * config.start_decay)
+                torch._foreach_lerp_(params, start_weights, lr * config.start_decay)
 
         running["loss"] += terms.total.item()
         running["image"] += terms.image.item()
@@ -122,7 +123,7 @@ def train(
                 loss=running["loss"] / n,
                 image_loss=running["image"] / n,
                 mask_loss=running["mask"] / n,
-                lr=lr_at(step, config),
+                lr=lr,
                 seconds=time.perf_counter() - start,
             )
             history.append(entry)

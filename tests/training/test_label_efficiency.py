@@ -196,13 +196,12 @@ def test_a_pairs_own_settings_go_over_its_data_sets_and_reach_no_other_pair():
 
 def test_a_pairs_chosen_fine_tuning_steps_name_its_records_as_the_same_steps_asked_for_would():
     chosen = replace(label_efficiency.FULL, chosen={"root-a-b": {"finetune_steps": 600}})
-    pair_budget = chosen.for_pair_name("root-a-b")
     Variant = label_efficiency.Variant
-    assert Variant().as_run(pair_budget, 200) == Variant(finetune_steps=600).as_run(pair_budget, 200)
-    assert Variant().as_run(pair_budget, 200).tag == "mask+steps600"
-    assert Variant(finetune_steps=50).as_run(pair_budget, 200).tag == "mask+steps50"  # the command line wins
-    assert Variant(finetune_steps=200).as_run(pair_budget, 200).tag == "mask"  # the default's records
-    assert Variant().as_run(label_efficiency.FULL.for_pair_name("root-a-b"), 200).tag == "mask"
+    assert Variant().on_pair(chosen, "root-a-b") == Variant(finetune_steps=600).on_pair(chosen, "root-a-b")
+    assert Variant().on_pair(chosen, "root-a-b").tag == "mask+steps600"
+    assert Variant(finetune_steps=50).on_pair(chosen, "root-a-b").tag == "mask+steps50"  # the command line wins
+    assert Variant(finetune_steps=200).on_pair(chosen, "root-a-b").tag == "mask"  # the default's records
+    assert Variant().on_pair(label_efficiency.FULL, "root-a-b").tag == "mask"
 
     rows = [_record("hybrid", 5, s, 0.80) for s in (0, 1)]  # 200 steps
     rows += [{**_record("hybrid", 5, s, 0.85), "variant": "mask+steps600"} for s in (0, 1)]
