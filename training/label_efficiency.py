@@ -73,6 +73,8 @@ class Budget:
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
+    # K > 0: the pretrained arms keep the share N / (N + K) of their fine-tuned weights (``Variant.finetuned_half_at``)
+    finetuned_half_at: float = 0.0
     # settings chosen on a pair's validation protocol, by data set folder name (``retina``) or by pair name
     # (``dsb2018-fluorescence-histology``: a pair's own go over its data set's); a flag given on the command line
     # overrides them for every pair
@@ -124,8 +126,18 @@ class Budget:
 
 FULL = Budget(
     pretrain_steps={"dsb2018": 1500, "retina": 1000, "*": 1000},
-    # CHASE validation, stop 22: N = 5 Dice 0.823 at λ 0.25, 0.817 at 1, 0.805 at 4
-    chosen={"retina": {"lambda_image": 0.25}},
+    chosen={
+        # CHASE validation, stop 22: N = 5 Dice 0.823 at λ 0.25, 0.817 at 1, 0.805 at 4
+        "retina": {"lambda_image": 0.25},
+        # half of the fluorescence crops inverted: brightfield validation (600 steps) N = 5 0.814 vs 0.727, histology
+        # validation zero-shot 0.797 vs 0.005 and N = 5 level (stop 23)
+        "dsb2018": {"invert_probability": 0.5},
+        # brightfield validation, stop 20: 600 fine-tuning steps +0.077 over 200 at N = 5
+        "dsb2018-fluorescence-brightfield": {"finetune_steps": 600},
+        # histology validation, inverted start: 50 steps at least as good as 200 at every N (stop 24); keeping
+        # N / (N + 1) of the fine-tuned weights +0.059 at N = 1, +0.016 at N = 2, level at N = 5 (stop 25)
+        "dsb2018-fluorescence-histology": {"finetune_steps": 50, "finetuned_half_at": 1.0},
+    },
 )
 QUICK = Budget(
     pretrain_steps={"*": 20}, finetune_steps=10, batch_size=2, crop=64, seeds=2, n_labels=(1, 2),
@@ -147,8 +159,8 @@ class Variant:
     start_decay: float = 0.0  # the pretrained arms' pull toward their starting weights (L2-SP; TrainConfig)
     finetuned_share: float = 1.0  # of the pretrained arms' returned weights, the fine-tuned share (WiSE-FT; FinetuneConfig)
     # K > 0: with N labelled images the fine-tuned share is N / (N + K) instead, so the fewer the labels, the more of
-    # the pretrained model is kept (K = 1: one image gets half)
-    finetuned_half_at: float = 0.0
+    # the pretrained model is kept (K = 1: one image gets half); 0: off; None: the pair's chosen K
+    finetuned_half_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr is not None and not self.lr > 0:
@@ -157,7 +169,7 @@ class Variant:
             raise ValueError(f"the pull toward the starting weights must not be negative, got {self.start_decay}")
         if not 0 < self.finetuned_share <= 1:
             raise ValueError(f"the fine-tuned share of the weights must lie in (0, 1], got {self.finetuned_share}")
-        if self.finetuned_half_at < 0 or (self.finetuned_half_at and self.finetuned_share < 1):
+        if (self.finetuned_half_at or 0.0) < 0 or (self.finetuned_half_at and self.finetuned_share < 1):
             raise ValueError("the fine-tuned share is either fixed or N / (N + K) with K > 0, not both")
 
     def finetuned_share_for(self, n_labels: int) -> float:
@@ -181,12 +193,16 @@ class Variant:
                 + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else ""))
 
     def on_pair(self, budget: Budget, pair_name: str) -> Variant:
-        """This variant as it runs on the pair ``pair_name`` under ``budget``: its own fine-tuning steps, else the
-        pair's chosen ones. Steps equal to ``budget``'s own (the benchmark's default, which records before per-pair
-        steps never named) stay out of the tag, so a pair's chosen steps and the same steps asked for on the command
-        line share their records."""
-        steps = self.finetune_steps or budget.for_pair_name(pair_name).finetune_steps
-        return replace(self, finetune_steps=None if steps == budget.finetune_steps else steps)
+        """This variant as it runs on the pair ``pair_name`` under ``budget``: its own fine-tuning steps and blend,
+        else the pair's chosen ones (no chosen blend where a fixed share is given). Steps equal to ``budget``'s own
+        (the benchmark's default, which records before per-pair steps never named) stay out of the tag, so a pair's
+        chosen settings and the same settings asked for on the command line share their records."""
+        chosen = budget.for_pair_name(pair_name)
+        steps = self.finetune_steps or chosen.finetune_steps
+        half_at = self.finetuned_half_at
+        if half_at is None:
+            half_at = chosen.finetuned_half_at if self.finetuned_share == 1 else 0.0
+        return replace(self, finetune_steps=None if steps == budget.finetune_steps else steps, finetuned_half_at=half_at)
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -558,8 +574,9 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
 
 
 def write_report(records: Records, protocol: str, variant: Variant, budget: Budget, args_line: str,
-                 results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant()) -> Path:
-    """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default, the default's)."""
+                 results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant(finetuned_half_at=0.0)) -> Path:
+    """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default plain fine-tuning, no
+    blend, at each pair's steps)."""
     by_pair = report_rows(records.rows, protocol, variant, budget)
     default_by_pair = report_rows(records.rows, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
@@ -569,8 +586,8 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     reported = [(e, [{**r, "n_pool": e["n_pool"]} for r in e["results"]],
                  f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).", "")
                 for e in out]
-    pretrain_seconds = sum(float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds"))
-    for pair, (shown, pair_rows) in by_pair.items():
+    pretrain_times = [float(p.read_text()) for p in records.path.parent.glob("pretrain/*.seconds")]
+    for pair, (shown, pair_rows) in sorted(by_pair.items()):  # by name: a rebuild never depends on the records' order
         first = pair_rows[0]
         entry = {
             "source": first["source"], "target": first["target"], "n_pool": first["n_pool"], "protocol": protocol,
@@ -592,7 +609,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
         settings = [f"{m} pretraining: {_setting_name(m, shown[m])}" for m in TUNABLE
                     if any(r["method"] == m for r in pair_rows)]
         if first["variant"] != variant.tag:
-            settings.append(f"fine-tuning: {first['variant']} (the steps chosen for this pair on validation)")
+            settings.append(f"fine-tuning: {first['variant']} (chosen for this pair on validation)")
         origin = "; ".join(settings) or "no pretrained arm"
         reported.append((entry, pair_rows, f"{origin[0].upper()}{origin[1:]}.", extra))
     sections = []
@@ -606,7 +623,8 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     report.save_records(records.rows, results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
     timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
-              f"plus {pretrain_seconds / 3600:.2f} h of pretraining.")
+              f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
+              f"model{'s' * (len(pretrain_times) != 1)} this work folder holds.")
     body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
         + "`<arm>@<setting>` columns are that arm's pretraining with another setting, for comparison.  \n" \
         + f"Command: `{args_line}`  \nMachine: {machines_line(rows, report.machine_line(info))}  \n" \
@@ -661,11 +679,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetuned-share", type=float, default=1.0,
                    help="the pretrained arms keep this share of the fine-tuned weights, the rest from the start "
                         "(WiSE-FT; default 1)")
-    p.add_argument("--finetuned-half-at", type=float, default=0.0,
+    p.add_argument("--finetuned-half-at", type=float,
                    help="K: with N labelled images the pretrained arms keep the share N / (N + K) of the fine-tuned "
-                        "weights, the rest from the start (WiSE-FT by the number of labels; default 0: off)")
+                        "weights, the rest from the start (WiSE-FT by the number of labels; default: the pair's "
+                        "chosen K, else off; 0: off)")
     p.add_argument("--baseline-finetune-steps", type=int,
-                   help="compare a fine-tuning variant with the default fine-tuning at these steps (default: the "
+                   help="compare a fine-tuning variant with plain fine-tuning (no blend) at these steps (default: the "
                         "pair's), e.g. a blend at 50 steps with plain 50-step fine-tuning")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
@@ -707,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
-                        Variant(finetune_steps=args.baseline_finetune_steps))
+                        Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0))
     print(f"wrote {path}")
     return 0
 

@@ -174,10 +174,11 @@ def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrid
     full = label_efficiency.FULL
     assert full.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25"
     assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25"
-    assert full.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5"
+    assert full.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5"
+    assert full.overridden(invert_probability=0.0).for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5"
     flagged = full.overridden(lambda_image=4.0, seeds=2)
     assert flagged.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
-    assert flagged.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert flagged.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda4"
     assert full.overridden(seeds=2).for_pair_name(chase.name).lambda_image == 0.25
 
 
@@ -213,6 +214,26 @@ def test_a_pairs_chosen_fine_tuning_steps_name_its_records_as_the_same_steps_ask
     assert {r["dice"] for r in reported} == {0.80}
     steps600 = [r for r in rows if r["variant"] == "mask+steps600"]
     assert label_efficiency.against_default_fine_tuning(steps600, steps600) == {}  # the same runs: nothing to compare
+
+
+def test_a_pairs_chosen_blend_applies_unless_the_command_line_names_one():
+    budget = replace(label_efficiency.FULL, chosen={"root-a-b": {"finetune_steps": 50, "finetuned_half_at": 1.0}})
+    Variant = label_efficiency.Variant
+    assert Variant().on_pair(budget, "root-a-b").tag == "mask+steps50+wisek1"
+    assert Variant().on_pair(budget, "root-a-b") == Variant(finetune_steps=50, finetuned_half_at=1.0).on_pair(budget, "root-a-b")
+    assert Variant(finetuned_half_at=0.0).on_pair(budget, "root-a-b").tag == "mask+steps50"  # 0: off
+    assert Variant(finetuned_half_at=3.0).on_pair(budget, "root-a-b").tag == "mask+steps50+wisek3"
+    assert Variant(finetuned_share=0.5).on_pair(budget, "root-a-b").tag == "mask+steps50+wise0.5"  # a fixed share
+    assert Variant().on_pair(budget, "other-a-b").tag == "mask"
+    assert Variant().on_pair(budget, "root-a-b").finetuned_share_for(1) == 0.5
+
+    # the main report pairs the chosen blend with plain fine-tuning at the same steps
+    rows = [{**_record("hybrid", 1, s, 0.80), "variant": "mask+steps50"} for s in (0, 1)]
+    rows += [{**_record("hybrid", 1, s, 0.85), "variant": "mask+steps50+wisek1"} for s in (0, 1)]
+    (_, blended), = label_efficiency.report_rows(rows, "test", Variant(), budget).values()
+    (_, plain), = label_efficiency.report_rows(rows, "test", Variant(finetuned_half_at=0.0), budget).values()
+    assert {r["dice"] for r in blended} == {0.85} and {r["dice"] for r in plain} == {0.80}
+    assert list(label_efficiency.against_default_fine_tuning(blended, plain)) == [("hybrid", 1)]
 
 
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
