@@ -141,6 +141,8 @@ ROWS = [  # (key, measure, unit format, goal)
     ("control_stall_p99_ms", "control: stall p99, the same user with nothing in the background", "{:.1f} ms", "–"),
     ("control_stall_max_ms", "control: stall max, the same user with nothing in the background", "{:.1f} ms", "–"),
     ("launch_to_first_prediction_s", "launch → first prediction shown", "{:.2f} s", "≤ 5 s"),
+    ("first_launch_to_first_prediction_s", "… the first launch (empty caches)", "{:.2f} s", "≤ 5 s"),
+    ("later_launch_to_first_prediction_s", "… the later launches (the caches the first one wrote)", "{:.2f} s", "≤ 5 s"),
     ("predict_256_ms", "predict one 256×256 image (the image being opened: all cores)", "{:.0f} ms", "≤ 100 ms"),
     ("predict_256_background_ms", "… the same in the background (ranking, refreshing, predicting ahead: one core)",
      "{:.0f} ms", "–"),
@@ -149,9 +151,8 @@ ROWS = [  # (key, measure, unit format, goal)
 
 
 def measure_once(navigate_every: float) -> dict:
-    """One launch of napari in this process, the scenario, and its measurements."""
-    # a first launch: nothing cached from earlier runs (the shipped model's graph ships with the package)
-    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hybridseg-onnx-cache-")
+    """One launch of napari in this process, the scenario, and its measurements. The package's caches are those in
+    ``$HYBRIDSEG_CACHE`` (``main`` gives every launch of one benchmark the same folder, empty at the first)."""
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -223,9 +224,22 @@ def main(argv=None) -> int:
         args.one_run.write_text(json.dumps(measure_once(args.navigate_every)))
         return 0
 
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2: a first launch and a later one")
+    # the first launch starts with empty caches, as a first launch after installing does (the shipped model's ONNX
+    # graph ships with the package; pint's parsed unit definitions are written then); the later ones reuse them
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hybridseg-cache-")
     runs = [_run_in_child(args.navigate_every) for _ in range(args.repeats)]
-    summary = {key: {"median": float(np.median([r[key] for r in runs])), "min": float(min(r[key] for r in runs)),
-                     "max": float(max(r[key] for r in runs))} for key, *_ in ROWS}
+    for i, r in enumerate(runs):
+        r["first_launch"] = i == 0
+    launches = {"first_launch_to_first_prediction_s": runs[:1], "later_launch_to_first_prediction_s": runs[1:]}
+
+    def spread(key: str) -> dict[str, float]:
+        values = [r[key] for r in runs] if key not in launches else [
+            r["launch_to_first_prediction_s"] for r in launches[key]]
+        return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
+
+    summary = {key: spread(key) for key, *_ in ROWS}
     results = {**{key: summary[key]["median"] for key in summary}, "runs": runs, "spread": summary,
                "refine_settings": runs[0]["refine_settings"], "image_shape": runs[0]["image_shape"]}
     info = machine()
@@ -248,7 +262,9 @@ def main(argv=None) -> int:
         f"## UI latency during a background fine-tune ({'idle user' if idle else 'navigating user'})\n\n"
         f"Real napari window under Xvfb (software OpenGL), bundled sample (256×256 RGB), shipped model; the simulated "
         f"user accepts 5 images, then {user} while the refinement ({results['refine_settings']}) runs in a child "
-        f"process at low CPU priority. Each launch starts with an empty ONNX cache, as a first launch does. The "
+        f"process at low CPU priority. The first launch starts with empty caches, as a first launch after installing "
+        f"does; the later ones use what it cached (pint's parsed unit definitions; the shipped model's ONNX graph "
+        f"ships with the package). The "
         f"control runs in the same launch: the same user for {CONTROL_SECONDS:g} s after the refinement, once the new "
         f"model's predictions and ranking are done and shown ({CONTROL_SETTLE_S:g} s later), with nothing in the background; stall p99 during the refinement "
         f"over the control's: {min(added):.2f}–{max(added):.2f}× across launches.\n\n"

@@ -36,6 +36,7 @@ from .loss_plot import LossPlot
 from .progress_bar import ProgressBar
 from .scroll_column import ScrollColumn
 from .suggestions import SuggestionPanel, hide_disagreement, show_disagreement
+from .unit_registry import build_cached_unit_registry
 from .viewer_close import on_viewer_closing
 
 IMAGE_LAYER = "hybridseg image"
@@ -121,6 +122,7 @@ def _freeze_loaded_modules() -> None:
 class HybridSegDock(QWidget):
     def __init__(self, napari_viewer, device: str = "auto"):
         super().__init__()
+        build_cached_unit_registry()  # before the first layer, which would otherwise parse pint's units afresh
         self.viewer = napari_viewer
         self.device = device
         self.session: AnnotationSession | None = None

@@ -1,0 +1,106 @@
+"""Launch → first prediction shown, with and without pint's cached unit definitions, in alternating launches.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python -m training.bench_launch
+
+Each launch is a fresh process that opens a real napari window with the dock on the bundled sample and stops once the
+first predicted mask is shown; the launches alternate between the dock as shipped (napari's unit registry built
+from the package's cache, ``_qt/unit_registry.py``) and the same dock with that step left out (pint parses its
+definitions afresh, as before), so both see the same machine load. The cache is written by a first launch that is
+not counted. Writes benchmarks/results/launch.json and the "launch" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+LAUNCH = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+from napari_hybridseg.model.onnx_graph import CACHE_ENV  # noqa: E402
+
+from .report import REPO, footer, machine, markdown_table, update_section, write_json  # noqa: E402
+
+ARMS = {"cached": "unit registry from the package's cache (as shipped)", "parsed": "pint parses its units afresh"}
+
+
+def launch_once(arm: str) -> float:
+    """Seconds from this process's start to the first predicted mask on screen."""
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_hybridseg._qt import dock as dock_module
+
+    from .gui_driver import mask_shown, sample_copy
+
+    if arm == "parsed":
+        dock_module.build_cached_unit_registry = lambda: False
+    viewer = napari.Viewer(title="napari-hybridseg")
+    dock = dock_module.HybridSegDock(viewer, device="cpu")
+    viewer.window.add_dock_widget(dock, area="right")
+    dock.open_folder(sample_copy())
+    app = QApplication.instance()
+    shown: list[float] = []
+
+    def poll() -> None:
+        if mask_shown(dock) and not shown:
+            shown.append(time.perf_counter() - LAUNCH)
+            dock.close_project()
+            app.quit()
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(poll)
+    timer.start()
+    app.exec()
+    return shown[0]
+
+
+def _in_child(arm: str) -> float:
+    done = subprocess.run([sys.executable, "-m", "training.bench_launch", "--one", arm], check=True, cwd=REPO,
+                          capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pairs", type=int, default=5, help="launches of each arm, alternating (default 5)")
+    parser.add_argument("--one", choices=list(ARMS), help=argparse.SUPPRESS)  # a child: one launch, print its time
+    args = parser.parse_args(argv)
+    if args.one:
+        print(launch_once(args.one))
+        return 0
+    os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="hybridseg-cache-")
+    _in_child("cached")  # writes the cache, as the first launch after installing does
+    seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for _ in range(args.pairs):
+        for arm in ARMS:
+            seconds[arm].append(_in_child(arm))
+    median = {arm: statistics.median(values) for arm, values in seconds.items()}
+    ratio = median["cached"] / median["parsed"]
+    info = machine()
+    command = "xvfb-run -a -s '-screen 0 1600x1000x24' python -m training.bench_launch"
+    write_json("launch", {"command": command, "machine": info, "seconds": seconds, "median_s": median,
+                          "cached_over_parsed": ratio})
+    table = markdown_table(
+        ["launch", f"median of {args.pairs}", "range"],
+        [[ARMS[arm], f"{median[arm]:.2f} s", f"{min(v):.2f} – {max(v):.2f} s"] for arm, v in seconds.items()])
+    update_section("launch", "## Launch → first prediction shown: pint's unit cache\n\n"
+                   "Fresh processes, alternating, each timed from its start to the first predicted mask on screen "
+                   "(real napari window under Xvfb, bundled sample, shipped model). "
+                   f"Cached over parsed: **{ratio:.2f}×** ({median['cached'] - median['parsed']:+.2f} s).\n\n"
+                   f"{table}\n\n" + footer(command, info, "launch"))
+    print(table)
+    print(json.dumps(median))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
