@@ -545,7 +545,8 @@ def against_default_markdown(intervals: dict[tuple, Any], tag: str, default_tag:
         ["N labels", *[f"{m}: {tag} − {default_tag}" for m in methods]],
         [[_n_label(n, pool_size), *[f"{intervals[(m, n)]} ({intervals[(m, n)].n_seeds})" if (m, n) in intervals else "–"
                                     for m in methods]] for n in ns])
-    return ("Against the default fine-tuning, paired on the same source models, seeds and labelled images "
+    return (f"Against {default_tag} (plain fine-tuning at the pair's chosen steps unless the command names others), "
+            "paired on the same source models, seeds and labelled images "
             f"(mean [95% interval] (seeds)):\n\n{table}")
 
 
