@@ -32,35 +32,17 @@ ARMS = {"cached": "unit registry from the package's cache (as shipped)", "parsed
 
 def launch_once(arm: str) -> float:
     """Seconds from this process's start to the first predicted mask on screen."""
-    import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
     from napari_hybridseg._qt import dock as dock_module
 
-    from .gui_driver import mask_shown, sample_copy
+    from .gui_driver import dock_on_sample, mask_shown, process_events_until
 
     if arm == "parsed":
         dock_module.build_cached_unit_registry = lambda: False
-    viewer = napari.Viewer(title="napari-hybridseg")
-    dock = dock_module.HybridSegDock(viewer, device="cpu")
-    viewer.window.add_dock_widget(dock, area="right")
-    dock.open_folder(sample_copy())
-    app = QApplication.instance()
-    shown: list[float] = []
-
-    def poll() -> None:
-        if mask_shown(dock) and not shown:
-            shown.append(time.perf_counter() - LAUNCH)
-            dock.close_project()
-            app.quit()
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(poll)
-    timer.start()
-    app.exec()
-    return shown[0]
+    _, dock = dock_on_sample()
+    process_events_until(lambda: mask_shown(dock))
+    shown = time.perf_counter() - LAUNCH
+    dock.close_project()
+    return shown
 
 
 def _in_child(arm: str) -> float:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from napari_hybridseg.model.onnx_graph import CACHE_ENV  # noqa: E402
 
-from .gui_driver import mask_shown, sample_copy  # noqa: E402
+from .gui_driver import dock_on_sample, mask_shown  # noqa: E402
 from .report import REPO, footer, machine, markdown_table, update_section, write_json  # noqa: E402
 
 
@@ -153,15 +153,9 @@ ROWS = [  # (key, measure, unit format, goal)
 def measure_once(navigate_every: float) -> dict:
     """One launch of napari in this process, the scenario, and its measurements. The package's caches are those in
     ``$HYBRIDSEG_CACHE`` (``main`` gives every launch of one benchmark the same folder, empty at the first)."""
-    import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_hybridseg._qt.dock import HybridSegDock
-
-    viewer = napari.Viewer(title="napari-hybridseg")
-    dock = HybridSegDock(viewer, device="cpu")
-    viewer.window.add_dock_widget(dock, area="right")
-    dock.open_folder(sample_copy())
+    _, dock = dock_on_sample()
     app = QApplication.instance()
     scenario = Scenario(dock, app, navigate_every, control_seconds=CONTROL_SECONDS)
     scenario.start()
@@ -232,14 +226,11 @@ def main(argv=None) -> int:
     runs = [_run_in_child(args.navigate_every) for _ in range(args.repeats)]
     for i, r in enumerate(runs):
         r["first_launch"] = i == 0
-    launches = {"first_launch_to_first_prediction_s": runs[:1], "later_launch_to_first_prediction_s": runs[1:]}
-
-    def spread(key: str) -> dict[str, float]:
-        values = [r[key] for r in runs] if key not in launches else [
-            r["launch_to_first_prediction_s"] for r in launches[key]]
-        return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
-
-    summary = {key: spread(key) for key, *_ in ROWS}
+    values = {key: [r[key] for r in runs] for key in runs[0]}
+    launch = values["launch_to_first_prediction_s"]
+    values["first_launch_to_first_prediction_s"], values["later_launch_to_first_prediction_s"] = launch[:1], launch[1:]
+    summary = {key: {"median": float(np.median(values[key])), "min": float(min(values[key])),
+                     "max": float(max(values[key]))} for key, *_ in ROWS}
     results = {**{key: summary[key]["median"] for key in summary}, "runs": runs, "spread": summary,
                "refine_settings": runs[0]["refine_settings"], "image_shape": runs[0]["image_shape"]}
     info = machine()

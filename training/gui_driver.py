@@ -22,6 +22,20 @@ def sample_copy(n_images: int = 16) -> Path:
     return folder
 
 
+def dock_on_sample(**dock_widget_options):
+    """A real napari window with the dock open on a fresh copy of the bundled sample, as the main job opens it:
+    (viewer, dock)."""
+    import napari
+
+    from napari_hybridseg._qt.dock import HybridSegDock
+
+    viewer = napari.Viewer(title="napari-hybridseg")
+    dock = HybridSegDock(viewer, device="cpu")
+    viewer.window.add_dock_widget(dock, area="right", **dock_widget_options)
+    dock.open_folder(sample_copy())
+    return viewer, dock
+
+
 def process_events_until(condition, timeout: float = 300.0, poll: float = 0.005) -> float:
     """Run the Qt event loop until ``condition()`` holds; returns the seconds waited."""
     start = time.perf_counter()

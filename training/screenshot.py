@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .gui_driver import mask_shown, process_events_until, sample_copy, true_mask
+from .gui_driver import dock_on_sample, mask_shown, process_events_until, true_mask
 
 
 def main(argv=None) -> int:
@@ -17,15 +17,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/refine.png"))
     args = parser.parse_args(argv)
 
-    import napari
+    from napari_hybridseg._qt.dock import MASK_LAYER
 
-    from napari_hybridseg._qt.dock import MASK_LAYER, HybridSegDock
-
-    viewer = napari.Viewer(title="napari-hybridseg")
+    viewer, dock = dock_on_sample(name="Label 5 images then refine")
     viewer.window._qt_window.resize(1500, 950)
-    dock = HybridSegDock(viewer, device="cpu")
-    viewer.window.add_dock_widget(dock, name="Label 5 images then refine", area="right")
-    dock.open_folder(sample_copy())
     for _ in range(5):  # the user corrects each prediction fully (the sample's true mask), then accepts
         process_events_until(lambda: mask_shown(dock))
         viewer.layers[MASK_LAYER].data = true_mask(dock.key)

@@ -33,7 +33,7 @@ def build_cached_unit_registry(folder: Path | None = None) -> bool:
     if type(current) is not LazyRegistry or current.__dict__.get("params") != ((), {}):
         return False
     folder = folder or unit_cache_folder()
-    for attempt in range(2):
+    for _ in range(2):  # the second time from an empty folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
             registry = pint.UnitRegistry(cache_folder=folder, on_redefinition="raise")
@@ -41,8 +41,6 @@ def build_cached_unit_registry(folder: Path | None = None) -> bool:
             return False
         except Exception:  # noqa: BLE001 — a damaged cache file: pickle, EOF or parse errors of any kind
             shutil.rmtree(folder, ignore_errors=True)
-            if attempt:
-                return False
             continue
         pint.set_application_registry(registry)
         return True
