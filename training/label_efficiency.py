@@ -216,6 +216,27 @@ class Variant:
         return self.tag.replace("+", "_")
 
 
+# the pretraining settings a command line can give for every pair, as they name a report
+PRETRAIN_SETTING_NAMES = {"clean_fraction": "clean", "invert_probability": "invert", "lambda_image": "lambda",
+                          "diffusion_clean_fraction": "diffusionclean", "pretrain_scale": "pretrain",
+                          "base_channels": "width"}
+
+
+def default_section(quick: bool, protocol: str, variant: Variant, base: Budget, budget: Budget,
+                    pair_names: list[str]) -> str:
+    """The report a run writes unless it is named: the protocol's main one where every pair runs at its chosen
+    settings (given on the command line or not), else one named after the settings that leave them, so that a run
+    at other settings never overwrites the report of the chosen ones."""
+    parts = ["label_efficiency"] + (["quick"] if quick else []) + (["validation"] if protocol == "validation" else [])
+    if any(variant.on_pair(budget, name) != Variant().on_pair(budget, name) for name in pair_names):
+        parts.append(variant.slug)
+    for setting, short in PRETRAIN_SETTING_NAMES.items():
+        if any(getattr(base.for_pair_name(name), setting) != getattr(budget.for_pair_name(name), setting)
+               for name in pair_names):
+            parts.append(f"{short}{getattr(budget, setting):g}")  # a flag given: the same for every pair
+    return "_".join(parts)
+
+
 def default_pairs(data_root: Path) -> list[Pair]:
     return [
         Pair(data_root / "retina", "drive", "chase"),
@@ -698,12 +719,12 @@ def main(argv: list[str] | None = None) -> int:
                                          "(default: from the protocol and fine-tuning variant)")
     args = p.parse_args(argv)
 
-    budget = QUICK if args.quick else FULL
+    base_budget = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
                  "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image,
                  "pretrain_scale": args.pretrain_scale}
-    budget = budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
+    budget = base_budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     try:
         variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
@@ -712,9 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         p.error(str(error))
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
-    section = args.report_name or (
-        "label_efficiency" + ("_quick" if args.quick else "") + ("_validation" if args.protocol == "validation" else "")
-        + ("" if variant == Variant() else "_" + variant.slug))  # a fine-tuning variant never overwrites the default's report
+    section = args.report_name or default_section(args.quick, args.protocol, variant, base_budget, budget,
+                                                  [pr.name for pr in pairs])
     work.mkdir(parents=True, exist_ok=True)
     recorded = work / "budget.json"
     if recorded.exists() and json.loads(recorded.read_text()).get("base_channels") != budget.base_channels:

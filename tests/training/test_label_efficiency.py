@@ -236,6 +236,25 @@ def test_a_pairs_chosen_blend_applies_unless_the_command_line_names_one():
     assert list(label_efficiency.against_default_fine_tuning(blended, plain)) == [("hybrid", 1)]
 
 
+def test_a_run_writes_the_main_report_only_at_every_pairs_chosen_settings():
+    full, Variant = label_efficiency.FULL, label_efficiency.Variant
+    brightfield, histology = "dsb2018-fluorescence-brightfield", "dsb2018-fluorescence-histology"
+
+    def section(variant=Variant(), protocol="test", pairs=(brightfield,), **given):
+        return label_efficiency.default_section(False, protocol, variant, full, full.overridden(**given), list(pairs))
+
+    assert section() == "label_efficiency"
+    # the pair's chosen settings asked for on the command line are still the main report's
+    assert section(Variant(finetune_steps=600), invert_probability=0.5) == "label_efficiency"
+    assert section(Variant(finetune_steps=600), pairs=(brightfield, histology)) == "label_efficiency_mask_steps600"
+    assert section(invert_probability=0.0) == "label_efficiency_invert0"
+    assert section(protocol="validation", lambda_image=0.25, invert_probability=0.5) == (
+        "label_efficiency_validation_lambda0.25")
+    assert section(lambda_image=0.25, pairs=("retina-drive-chase",)) == "label_efficiency"
+    assert section(Variant(finetuned_half_at=0.0), pairs=(histology,)) == "label_efficiency_mask"
+    assert section(base_channels=32) == "label_efficiency_width32"
+
+
 def test_diffusion_settings_name_their_checkpoints_records_and_columns():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0.0"]
