@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain, s
 
 from . import report
 from .stats import paired_bootstrap
+
+if TYPE_CHECKING:
+    from napari_hybridseg.learn.pretrain import ModelConfig
 
 PRETRAINED = ("hybrid", "supervised", "diffusion")
 TUNABLE = ("hybrid", "supervised", "diffusion")  # the arms whose pretraining setting the benchmark can vary
@@ -90,6 +93,13 @@ class Budget:
         matching = sorted((name for name in self.chosen if pair_name == name or pair_name.startswith(f"{name}-")), key=len)
         settings = {k: v for name in matching for k, v in self.chosen[name].items()}
         return replace(self, **settings, chosen={})
+
+    def architecture(self) -> ModelConfig:
+        """The network every arm trains: what ``hybridseg pretrain`` builds from the options that
+        :func:`pretrained_checkpoint` gives it."""
+        from napari_hybridseg.learn.pretrain import ModelConfig
+
+        return ModelConfig(base_channels=self.base_channels)
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
@@ -345,11 +355,11 @@ def fit_and_score(
     from napari_hybridseg.learn.finetune import (
         FINETUNE_LR, FinetuneConfig, default_finetune_train_config, finetune, scratch_model,
     )
-    from napari_hybridseg.model.checkpoint import load_checkpoint, read_metadata
+    from napari_hybridseg.model.checkpoint import load_checkpoint
     from napari_hybridseg.model.inference import Segmenter
 
     if method == "scratch":
-        model, meta = scratch_model(read_metadata(checkpoint("hybrid")), seed)  # the same architecture
+        model, meta = scratch_model(budget.architecture(), seed)  # the pretrained arms' architecture, untrained
         batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
         lr, start_decay = FINETUNE_LR, 0.0  # nothing learnt to keep
     else:
@@ -409,8 +419,8 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
         ids = [s.id for s in target.pool]
         chosen = set(choose_subset(ids, n, seed))
         labelled = [s for s in target.pool if s.id in chosen]
-        if method != "forest":  # pretrain first (scratch borrows hybrid's architecture): its time is counted apart
-            pretrained_checkpoint(work, pair, method if method in PRETRAINED else "hybrid", pair_budget, threads)
+        if method in PRETRAINED:  # pretrain first: its time is counted apart
+            pretrained_checkpoint(work, pair, method, pair_budget, threads)
         started = time.perf_counter()
         scores = fit_and_score(method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, pair_budget, threads),
                                pair_budget, pair_variant, seed)

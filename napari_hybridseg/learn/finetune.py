@@ -42,11 +42,14 @@ class FinetuneConfig:
         return asdict(self)
 
 
-def scratch_model(architecture_of: dict[str, Any] | None, seed: int) -> tuple[HybridSegModel, dict[str, Any]]:
-    """A freshly initialised model (the architecture of ``architecture_of``'s metadata, else the default)
-    with metadata that says it was never pretrained."""
+def scratch_model(architecture_of: dict[str, Any] | ModelConfig | None, seed: int) -> tuple[HybridSegModel, dict[str, Any]]:
+    """A freshly initialised model (the architecture of ``architecture_of``: a checkpoint's metadata or a
+    ``ModelConfig``; else the default) with metadata that says it was never pretrained."""
     torch.manual_seed(seed)
-    model = build_model(architecture_of) if architecture_of is not None else ModelConfig().build()
+    if isinstance(architecture_of, dict):
+        model = build_model(architecture_of)
+    else:
+        model = (architecture_of or ModelConfig()).build()
     return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
 
 

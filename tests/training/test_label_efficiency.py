@@ -89,6 +89,32 @@ def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = 
             "per_image_dice": [dice - 0.01, dice + 0.01], "seconds": 1.0}
 
 
+def test_scratch_and_forest_train_without_a_source_model(tiny_sample_root, tmp_path, monkeypatch):
+    import torch
+
+    from napari_hybridseg.learn.finetune import scratch_model
+    from napari_hybridseg.model.checkpoint import read_metadata
+
+    budget = replace(label_efficiency.QUICK, seeds=1, n_labels=(1,), ceiling_seeds=0)
+    pair = label_efficiency.Pair(tiny_sample_root, "synth", "synth", source_split="pool")
+
+    def no_pretraining(*args):
+        raise AssertionError("scratch and forest must not pretrain a source model")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(label_efficiency, "pretrained_checkpoint", no_pretraining)
+        records = label_efficiency.run([pair], ["scratch", "forest"], budget, label_efficiency.Variant(), "test",
+                                       tmp_path / "work", threads=1)
+    assert sorted(r["method"] for r in records.rows) == ["forest", "scratch"]
+
+    # scratch is the pretrained arms' network, untrained: the same weights as one built from their checkpoint
+    hybrid = label_efficiency.pretrained_checkpoint(tmp_path / "work", pair, "hybrid", budget, threads=1)
+    from_budget, _ = scratch_model(budget.architecture(), seed=3)
+    from_checkpoint, _ = scratch_model(read_metadata(hybrid), seed=3)
+    assert from_budget.state_dict().keys() == from_checkpoint.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(from_budget.state_dict().values(), from_checkpoint.state_dict().values()))
+
+
 def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
