@@ -103,6 +103,8 @@ class Budget:
 
     def pretrain_tag(self, method: str) -> str:
         """Names the pretraining setting of ``method`` in file names and records ("" for the one setting an arm always had)."""
+        if method not in PRETRAINED:
+            return ""
         parts = []
         if method == "hybrid":
             parts.append(f"clean{self.clean_fraction:g}")
@@ -266,6 +268,14 @@ def parse_pair(text: str) -> Pair:
 # ---------------------------------------------------------------- records
 
 
+def _without_pretraining_tag(row: dict[str, Any]) -> dict[str, Any]:
+    """Scratch and forest have no pretraining; records made before the tag said so named them after the
+    pretrained arms' setting (the same runs)."""
+    if row.get("method") not in PRETRAINED and row.get("pretrain"):
+        return {**row, "pretrain": ""}
+    return row
+
+
 class Records:
     """Finished runs, one JSON line each, identified by the fields in ``key``; a run already recorded is never repeated."""
 
@@ -275,11 +285,14 @@ class Records:
         self.path = path
         self.key = key
         self.rows: list[dict[str, Any]] = []
+        self._keys: set[tuple] = set()
         if path.exists():
             for line in path.read_text().splitlines():
                 if line.strip():
-                    self.rows.append(json.loads(line))
-        self._keys = {self._key(r) for r in self.rows}
+                    row = _without_pretraining_tag(json.loads(line))
+                    if self._key(row) not in self._keys:  # the first run of a key is the one on record
+                        self.rows.append(row)
+                        self._keys.add(self._key(row))
 
     def _key(self, row: dict[str, Any]) -> tuple:
         return tuple(row[k] for k in self.key)
@@ -654,9 +667,10 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     json_path.write_text(json.dumps(out, indent=1) + "\n")
     report.save_records(records.rows, results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
-    timing = (f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, "
-              f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
-              f"model{'s' * (len(pretrain_times) != 1)} this work folder holds.")
+    pretraining = (f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
+                   f"model{'s' * (len(pretrain_times) != 1)} this work folder holds" if pretrain_times
+                   else "not counting pretraining (this work folder holds none of the source models)")
+    timing = f"Compute: {run_seconds / 3600:.2f} h of fine-tuning and scoring over {len(rows)} runs, {pretraining}."
     body = "\n\n".join(sections) + f"\n\n{timing}  \nFine-tuning of the pretrained arms: {variant.tag} loss. " \
         + "`<arm>@<setting>` columns are that arm's pretraining with another setting, for comparison.  \n" \
         + f"Command: `{args_line}`  \nMachine: {machines_line(rows, report.machine_line(info))}  \n" \

@@ -115,6 +115,17 @@ def test_scratch_and_forest_train_without_a_source_model(tiny_sample_root, tmp_p
     assert all(torch.equal(a, b) for a, b in zip(from_budget.state_dict().values(), from_checkpoint.state_dict().values()))
 
 
+def test_records_name_scratch_and_forest_by_no_pretraining_and_keep_the_first_run_of_a_key(tmp_path):
+    key = dict(pair="p", protocol="test", variant="mask", n_labels=1, seed=0)
+    lines = [dict(key, method="forest", pretrain="", dice=0.5), dict(key, method="forest", pretrain="invert0.5", dice=0.6),
+             dict(key, method="scratch", pretrain="invert0.5", dice=0.7), dict(key, method="hybrid", pretrain="invert0.5", dice=0.8)]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = label_efficiency.Records(tmp_path / "records.jsonl")
+    assert [(r["method"], r["pretrain"], r["dice"]) for r in records.rows] == [
+        ("forest", "", 0.5), ("scratch", "", 0.7), ("hybrid", "invert0.5", 0.8)]
+    assert records.has(**key, method="scratch", pretrain="")
+
+
 def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
@@ -183,6 +194,7 @@ def test_longer_or_inverted_pretraining_names_every_pretrained_arm_and_reaches_p
     inverted = label_efficiency.replace(longer, invert_probability=0.5)
     assert inverted.pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda0.25-pretrain3x"
     assert inverted.pretrain_tag("supervised") == "invert0.5-pretrain3x"
+    assert inverted.pretrain_tag("scratch") == inverted.pretrain_tag("forest") == ""  # nothing pretrained to name
     assert inverted.pretrain_args("supervised") == ["--invert-probability", "0.5"]
     assert inverted.pretrain_args("diffusion") == ["--clean-fraction", "0.0", "--invert-probability", "0.5"]
 
