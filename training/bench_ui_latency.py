@@ -253,7 +253,7 @@ def main(argv=None) -> int:
         f"## UI latency during a background fine-tune ({'idle user' if idle else 'navigating user'})\n\n"
         f"Real napari window under Xvfb (software OpenGL), bundled sample (256×256 RGB), shipped model; the simulated "
         f"user accepts 5 images, then {user} while the refinement ({results['refine_settings']}) runs in a child "
-        f"process at low CPU priority. The first launch starts with empty caches, as a first launch after installing "
+        f"process at low CPU priority that stops for 0.15 s after each move or stroke. The first launch starts with empty caches, as a first launch after installing "
         f"does; the later ones use what it cached (pint's parsed unit definitions; the shipped model's ONNX graph "
         f"ships with the package). The "
         f"control runs in the same launch: the same user for {CONTROL_SECONDS:g} s after the refinement, once the new "

@@ -427,6 +427,7 @@ class HybridSegDock(QWidget):
         if self.session is None or key is None:
             return
         self._status_note = note
+        self._user_active()
         if key != self.key:
             self._keep_draft()
         try:
@@ -515,6 +516,7 @@ class HybridSegDock(QWidget):
 
     def _on_paint(self, event=None) -> None:
         if not self._loading_mask:
+            self._user_active()
             self._mask_edited = True
             self._draft_timer.start()  # kept even if napari or the machine goes down before the user moves on
 
@@ -603,6 +605,11 @@ class HybridSegDock(QWidget):
             self.progress.setFormat(f"refining on {len(job.labelled)} images: %v/%m steps")
         self._poll.start()
         self.status.setText(f"Refining on {len(job.labelled)} accepted images in the background; keep working.")
+
+    def _user_active(self) -> None:
+        """The user moves or draws: a refinement on the CPU gives way for a moment, so the viewer answers first."""
+        if self._refine_job is not None:
+            self._refine_job.user_active()
 
     def cancel_refine(self) -> None:
         if self._refine_worker is not None:

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -60,20 +60,29 @@ class RefineJob:
         self.updates: queue.Queue[StepLog] = queue.Queue()
         #: setting it stops the run; pass one in to cancel a job before it has reached you
         self._cancel = cancel if cancel is not None else threading.Event()
+        self._on_user_active: Callable[[], None] | None = None  # set while a child process trains the job
 
     def __getstate__(self) -> dict[str, Any]:
         """For a child process (see :mod:`.refine_process`): the queue and flag stay in this process."""
         state = self.__dict__.copy()
-        del state["updates"], state["_cancel"]
+        del state["updates"], state["_cancel"], state["_on_user_active"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.updates = queue.Queue()
         self._cancel = threading.Event()
+        self._on_user_active = None
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def user_active(self) -> None:
+        """The user just moved or drew: a CPU training in a child process pauses for a moment
+        (see :class:`~.refine_process.PauseWhileUserWorks`); otherwise nothing happens."""
+        hook = self._on_user_active
+        if hook is not None:
+            hook()
 
     @property
     def cancelled(self) -> bool:

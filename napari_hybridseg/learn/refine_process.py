@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .refine import RefineJob, RefineResult
 from .train import StepLog
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: Linux nice value of the training process: it gets the cores the viewer leaves idle.
 CHILD_NICENESS = 10
+#: seconds a CPU training stays stopped after the user's last move or stroke
+USER_PAUSE_S = 0.15
+#: Linux only: there a stopped child is sure to be continued if the viewer dies (see _continue_if_parent_dies)
+PAUSE_SUPPORTED = sys.platform.startswith("linux")
 _CANCEL = b"cancel\n"
 
 
@@ -59,12 +63,22 @@ def run_in_child_process(job: RefineJob, niceness: int = CHILD_NICENESS) -> Refi
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(report_write,),
             )
         os.close(report_write)
+        pause = PauseWhileUserWorks(child.pid) if job.device.type == "cpu" and PAUSE_SUPPORTED else None
         with os.fdopen(report_read, "rb") as reports:
             _send(child.stdin, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
             watcher = threading.Thread(target=_forward_cancel, args=(job, child), daemon=True)
             watcher.start()
             history: list[StepLog] = []
-            outcome = _relay(job, reports, history)
+
+            def training_started() -> None:  # by now the child has asked to be continued if this process dies
+                job._on_user_active = pause.user_active if pause is not None else None
+
+            try:
+                outcome = _relay(job, reports, history, training_started)
+            finally:
+                job._on_user_active = None
+                if pause is not None:
+                    pause.close()  # the child runs on, and is not yet reaped, so its pid is still its own
         _close(child.stdin)
         try:
             child.wait(timeout=60)
@@ -75,6 +89,67 @@ def run_in_child_process(job: RefineJob, niceness: int = CHILD_NICENESS) -> Refi
         result = _result(outcome, out, history, child.returncode, errors)
     result.seconds = time.perf_counter() - start
     return result
+
+
+class PauseWhileUserWorks:
+    """Stops the training child (SIGSTOP) when the user moves or draws, and lets it go on (SIGCONT) once the
+    user has been still for ``hold`` seconds.
+
+    Its low CPU priority is not enough on a machine with two cores: a move's repaint under software OpenGL
+    wants both (the GUI thread, the X server, the rasteriser's threads), and the training process holds one of
+    them for the length of its time slice. Where there is no SIGSTOP (Windows), nothing is paused.
+    """
+
+    def __init__(self, pid: int, hold: float = USER_PAUSE_S):
+        self._pid, self._hold = pid, hold
+        self._changed = threading.Condition()
+        self._resume_at: float | None = None  # set while the child is stopped
+        self._closed = False
+        self._resumer = threading.Thread(target=self._resume_when_due, daemon=True)
+        self._resumer.start()
+
+    @property
+    def paused(self) -> bool:
+        return self._resume_at is not None
+
+    def user_active(self) -> None:
+        if not hasattr(signal, "SIGSTOP"):
+            return
+        with self._changed:
+            if self._closed:
+                return
+            if self._resume_at is None:
+                self._signal(signal.SIGSTOP)
+            self._resume_at = time.monotonic() + self._hold
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Let the child go on for good."""
+        with self._changed:
+            self._closed = True
+            self._resume()
+            self._changed.notify()
+        self._resumer.join()
+
+    def _resume_when_due(self) -> None:
+        with self._changed:
+            while not self._closed:
+                delay = None if self._resume_at is None else self._resume_at - time.monotonic()
+                if delay is not None and delay <= 0:
+                    self._resume()
+                else:
+                    self._changed.wait(delay)
+
+    def _resume(self) -> None:
+        if self._resume_at is not None:
+            self._signal(signal.SIGCONT)
+            self._resume_at = None
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.kill(self._pid, signum)
+        except ProcessLookupError:  # the child has already ended
+            pass
 
 
 def _send(stream: IO[bytes], payload: bytes) -> None:
@@ -99,11 +174,14 @@ def _forward_cancel(job: RefineJob, child: subprocess.Popen) -> None:
             return
 
 
-def _relay(job: RefineJob, reports: IO[bytes], history: list[StepLog]) -> dict[str, Any] | None:
+def _relay(job: RefineJob, reports: IO[bytes], history: list[StepLog],
+           on_first_step: Callable[[], None] = lambda: None) -> dict[str, Any] | None:
     """Forward the child's step logs until it reports its outcome (None: it ended without one)."""
     for line in reports:
         message = json.loads(line)
         if "step" in message:
+            if not history:
+                on_first_step()
             entry = StepLog(**message)
             history.append(entry)
             job.updates.put(entry)
@@ -144,7 +222,19 @@ def _death_message(exitcode: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------- the child
+def _continue_if_parent_dies() -> None:
+    """Ask Linux to send this process SIGCONT when the thread that started it ends: a child stopped by
+    :class:`PauseWhileUserWorks` then goes on, finds its stdin closed and cancels itself, even if the
+    viewer died while it was stopped."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGCONT), 0, 0, 0)
+
+
 def _child_main(out: str, report_fd: int, niceness: int) -> None:
+    if PAUSE_SUPPORTED:
+        _continue_if_parent_dies()
     if niceness > 0 and hasattr(os, "nice"):
         os.nice(niceness)
     reports = os.fdopen(report_fd, "w", buffering=1)

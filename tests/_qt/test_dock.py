@@ -268,6 +268,33 @@ def test_refine_is_prepared_off_the_gui_thread_and_cancelling_meanwhile_keeps_th
     dock.close_project()
 
 
+def test_moves_and_strokes_during_a_refinement_ask_the_training_to_give_way(make_napari_viewer, qtbot, image_folder,
+                                                                            MouseEvent, monkeypatch):
+    from napari_hybridseg.learn.refine import RefineJob
+
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    store = dock.session.store
+    store.update_settings(refine_every=99, **{**FAST_REFINE, "refine_steps": 100_000})
+    wait_for_prediction(qtbot, dock)
+    asked = []
+    monkeypatch.setattr(RefineJob, "user_active", lambda job: asked.append(job))
+    brush_stroke(viewer.layers[MASK_LAYER], (20, 20), (20, 60), 9, MouseEvent)
+    assert asked == [], "no refinement runs: nothing to ask"
+    dock.accept()
+    dock.start_refine()
+    qtbot.waitUntil(lambda: dock._refine_job is not None, timeout=60_000)
+    wait_for_prediction(qtbot, dock)
+    asked.clear()
+    dock.next_image()
+    assert asked == [dock._refine_job]
+    wait_for_prediction(qtbot, dock)
+    brush_stroke(viewer.layers[MASK_LAYER], (30, 20), (30, 60), 9, MouseEvent)
+    assert len(asked) >= 2 and all(job is dock._refine_job for job in asked)
+    dock.cancel_refine()
+    qtbot.waitUntil(lambda: dock._refine_worker is None, timeout=120_000)
+    dock.close_project()
+
+
 def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot, image_folder):
     viewer, dock = open_dock(make_napari_viewer, image_folder)
     dock.start_refine()
