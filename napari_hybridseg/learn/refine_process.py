@@ -97,7 +97,7 @@ class PauseWhileUserWorks:
 
     Its low CPU priority is not enough on a machine with two cores: a move's repaint under software OpenGL
     wants both (the GUI thread, the X server, the rasteriser's threads), and the training process holds one of
-    them for the length of its time slice. Where there is no SIGSTOP (Windows), nothing is paused.
+    them for the length of its time slice. Made only where ``PAUSE_SUPPORTED`` (Linux).
     """
 
     def __init__(self, pid: int, hold: float = USER_PAUSE_S):
@@ -113,8 +113,6 @@ class PauseWhileUserWorks:
         return self._resume_at is not None
 
     def user_active(self) -> None:
-        if not hasattr(signal, "SIGSTOP"):
-            return
         with self._changed:
             if self._closed:
                 return
