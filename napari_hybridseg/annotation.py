@@ -67,6 +67,7 @@ class AnnotationSession:
         self._scorers: dict[tuple[str | None, bool], DisagreementScorer] = {}
         self._scorer_lock = threading.Lock()
         self._trained_on: dict[str, frozenset[str]] = {}
+        self._position: str | None = None  # where the user is, ahead of the store when moves are not persisted
 
     # -- models -----------------------------------------------------------------------
     @functools.cached_property
@@ -125,17 +126,28 @@ class AnnotationSession:
         keys = self.keys()
         if not keys:
             raise FileNotFoundError("the project has no images left to show")
-        position = self.store.position
+        position = self._position or self.store.position
         return position if position in keys else keys[0]
 
-    def go(self, key: str) -> str:
-        self.store.position = key
+    def go(self, key: str, persist: bool = True) -> str:
+        """Make ``key`` the current image; ``persist=False`` leaves writing that to :meth:`save_position`
+        (a viewer saves it once the user stops moving: a store write per move is time on the GUI thread)."""
+        if key not in self.store:
+            raise KeyError(f"no image {key!r} in this project")
+        self._position = key
+        if persist:
+            self.save_position()
         return key
 
-    def step(self, delta: int) -> str:
+    def step(self, delta: int, persist: bool = True) -> str:
         keys = self.keys()
         index = keys.index(self.current()) + delta
-        return self.go(keys[max(0, min(len(keys) - 1, index))])
+        return self.go(keys[max(0, min(len(keys) - 1, index))], persist)
+
+    def save_position(self) -> None:
+        """Write the current image to the store, for the next session to resume there."""
+        if self._position is not None:
+            self.store.position = self._position
 
     def prefetch_keys(self) -> list[str]:
         """The images the user is likely to open after the current one (next, suggested, previous) whose

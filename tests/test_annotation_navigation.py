@@ -26,3 +26,17 @@ def test_refreshing_skips_an_image_that_became_unreadable(tiny_session):
     refreshed = list(session.refresh_predictions())
     assert refreshed == [k for k in keys if k != keys[1]]
     assert session.is_stale(keys[1])  # opening it says why
+
+
+def test_a_move_not_persisted_is_where_the_session_is_and_is_written_when_saved(tiny_session):
+    from napari_hybridseg.project import ProjectStore
+
+    session = tiny_session
+    keys = session.keys()
+    session.go(keys[1])
+    assert session.step(+1, persist=False) == keys[2]
+    assert session.current() == keys[2] and session.step(+1, persist=False) == keys[3]  # steps from where it is
+    reopened = lambda: ProjectStore.open(session.store.images_folder, session.store.project_dir).position  # noqa: E731
+    assert reopened() == keys[1]  # nothing written yet
+    session.save_position()
+    assert reopened() == keys[3]

@@ -46,6 +46,8 @@ STATE_MARKS = {"accepted": "✓", "predicted": "·", "unlabelled": " "}
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 STATUS_LINES = 4
 DRAFT_SAVE_DELAY_MS = 1500  # an unaccepted edit is kept this long after the last brush stroke
+POSITION_SAVE_DELAY_MS = 1000  # the image shown is written to the project once the user stays on it this long
+RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
 
 
 def _one_torch_thread(only_if_loaded: bool = False) -> None:
@@ -150,6 +152,15 @@ class HybridSegDock(QWidget):
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
         self._draft_timer.timeout.connect(self._keep_draft)
+        self._position_timer = QTimer(self)
+        self._position_timer.setSingleShot(True)
+        self._position_timer.setInterval(POSITION_SAVE_DELAY_MS)
+        self._position_timer.timeout.connect(self._save_position)
+        self._ranking_timer = QTimer(self)  # one repaint for several scored images
+        self._ranking_timer.setSingleShot(True)
+        self._ranking_timer.setInterval(RANKING_SHOW_INTERVAL_MS)
+        self._ranking_timer.timeout.connect(self._show_scoring_progress)
+        self._scoring_progress = None
         self.viewer.layers.events.removing.connect(self._layer_removing)
         on_viewer_closing(self.viewer, canvas_closing=self._viewer_closed, window_closing=self._keep_draft)
         for key, action in ((ACCEPT_KEY, self.accept), (NEXT_KEY, self.next_image), (PREVIOUS_KEY, self.previous_image)):
@@ -189,6 +200,7 @@ class HybridSegDock(QWidget):
         layout.addWidget(model_box)
 
         self.image_list = QListWidget()
+        self.image_list.setUniformItemSizes(True)  # one line each: no per-item size queries on every re-layout
         self.image_list.setMinimumHeight(120)
         self.image_list.itemActivated.connect(lambda item: self.show_image(item.data(Qt.ItemDataRole.UserRole)))
         self.image_list.itemClicked.connect(lambda item: self.show_image(item.data(Qt.ItemDataRole.UserRole)))
@@ -342,6 +354,8 @@ class HybridSegDock(QWidget):
         if self.session is None:
             return
         self._keep_draft()
+        self._save_position()
+        self._ranking_timer.stop()
         self._refine_cancel.set()
         workers = (self._refine_worker, self._refresh_worker, self._predict_worker, self._score_worker,
                    self._map_worker, self._prefetch_worker)
@@ -436,7 +450,8 @@ class HybridSegDock(QWidget):
             self.say(f"Cannot show {key}: {err}", "error")
             self._refresh_list()
             return
-        self.key = self.session.go(key)
+        self.key = self.session.go(key, persist=False)
+        self._position_timer.start()
         stale = self.session.is_stale(key)
         if stale:  # first, so the model works on the other core while napari builds the layers
             self._predict_in_background(key)
@@ -508,11 +523,22 @@ class HybridSegDock(QWidget):
                 layer = self.viewer.add_labels(np.array(mask), name=MASK_LAYER, opacity=0.5)
                 layer.events.paint.connect(self._on_paint)
                 layer.events.data.connect(self._on_paint)
-            layer.editable = editable
-            self.viewer.layers.selection.active = layer
+            if layer.editable != editable:  # each change is a layer event that re-lays out the layer list
+                layer.editable = editable
+            if self.viewer.layers.selection.active is not layer:
+                self.viewer.layers.selection.active = layer
         finally:
             self._loading_mask = False
         self._mask_edited = False
+
+    def _save_position(self) -> None:
+        self._position_timer.stop()
+        if self.session is None:
+            return
+        try:
+            self.session.save_position()
+        except OSError as err:  # the masks are safe; only where to resume is not
+            self.say(f"Could not save the current image in the project: {err}", "warning")
 
     def _on_paint(self, event=None) -> None:
         if not self._loading_mask:
@@ -533,11 +559,11 @@ class HybridSegDock(QWidget):
 
     def next_image(self) -> None:
         if self.session is not None:
-            self.show_image(self.session.step(+1))
+            self.show_image(self.session.step(+1, persist=False))
 
     def previous_image(self) -> None:
         if self.session is not None:
-            self.show_image(self.session.step(-1))
+            self.show_image(self.session.step(-1, persist=False))
 
     def go_to_suggested(self) -> None:
         if self.session is None:
@@ -682,6 +708,8 @@ class HybridSegDock(QWidget):
 
     # ------------------------------------------------------------------ suggestions
     def _stop_scoring(self, message: str) -> None:
+        self._ranking_timer.stop()
+        self._scoring_progress = None
         if self._score_worker is not None:
             self._score_worker.quit()
             self._score_worker = None
@@ -706,13 +734,22 @@ class HybridSegDock(QWidget):
 
     def _scored(self, worker, progress) -> None:
         if worker is self._score_worker:
-            self._show_ranking()
-            self.suggestions.status.setText(
-                f"Scored {progress.done}/{progress.total} with {self.session.version_label()}…")
+            self._scoring_progress = progress
+            if not self._ranking_timer.isActive():
+                self._ranking_timer.start()
+
+    def _show_scoring_progress(self) -> None:
+        progress = self._scoring_progress
+        if self.session is None or self._score_worker is None or progress is None:
+            return
+        self._show_ranking()
+        self.suggestions.status.setText(
+            f"Scored {progress.done}/{progress.total} with {self.session.version_label()}…")
 
     def _scoring_finished(self, worker) -> None:
         if worker is self._score_worker:
             self._score_worker = None
+            self._ranking_timer.stop()
             _freeze_loaded_modules()  # ranking has loaded torch
             self._show_ranking()
             self.suggestions.status.setText(

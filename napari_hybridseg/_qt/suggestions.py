@@ -24,6 +24,7 @@ class SuggestionPanel(QGroupBox):
         self.status = QLabel("Not scored yet")
         self.status.setWordWrap(True)
         self.list = QListWidget()
+        self.list.setUniformItemSizes(True)  # one line each: no per-item size queries on every re-layout
         self.list.setToolTip("Unaccepted images whose diffusion samples disagree most (mean BALD, nats)")
         row = self.list.fontMetrics().height() + 1
         self.list.setMaximumHeight(row * top + 2 * self.list.frameWidth() + 4)  # the top rows, no empty ones
@@ -35,11 +36,20 @@ class SuggestionPanel(QGroupBox):
             layout.addWidget(widget)
 
     def set_ranking(self, ranking: Sequence[tuple[str, float]]) -> None:
-        self.list.clear()
-        for key, score in ranking[: self.top]:
-            item = QListWidgetItem(f"{key}   {score:.4f}")
-            item.setData(Qt.ItemDataRole.UserRole, key)
-            self.list.addItem(item)
+        """Show the top of ``ranking``, changing only the rows that differ: rebuilding the list re-lays it
+        out and repaints the window, tens of milliseconds of the GUI thread under software OpenGL."""
+        shown = ranking[: self.top]
+        while self.list.count() > len(shown):
+            self.list.takeItem(self.list.count() - 1)
+        while self.list.count() < len(shown):
+            self.list.addItem(QListWidgetItem())
+        for row, (key, score) in enumerate(shown):
+            item = self.list.item(row)
+            text = f"{key}   {score:.4f}"
+            if item.text() != text:
+                item.setText(text)
+            if item.data(Qt.ItemDataRole.UserRole) != key:
+                item.setData(Qt.ItemDataRole.UserRole, key)
 
     def keys(self) -> list[str]:
         """The keys listed, top first."""

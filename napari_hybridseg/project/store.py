@@ -31,7 +31,7 @@ import zarr
 
 from ..data.io import as_2d_image, list_images
 from ..data.io import read_image as _read_image_file
-from ._pixel_cache import PixelCache
+from ._pixel_cache import ArrayCache, PixelCache
 from ._fs import fsync_path, fsync_tree, remove_tree, writing
 from ._layout import (
     PROJECT_SUBDIR,
@@ -73,6 +73,7 @@ class ProjectStore:
         self._dirty = False
         self._pending_cleanup: list[Path] = []
         self._pixels = PixelCache()
+        self._masks = ArrayCache()  # the latest revisions read or written, so showing one reads no zarr
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -197,7 +198,16 @@ class ProjectStore:
     ) -> tuple[int, list[Path]]:
         data = validate_mask(mask, self._image_shape(key), key)
         with writing(self.project_dir):
-            return write_revision(self._root, kind, key, data, attributes)
+            revision, old = write_revision(self._root, kind, key, data, attributes)
+        self._masks.put((kind, key), revision, np.array(data))  # a copy: the caller may go on changing its own
+        return revision, old
+
+    def _read_revision(self, kind: str, key: str, revision: int) -> np.ndarray:
+        """A stored mask, read-only (shared with every other reader of it)."""
+        cached = self._masks.get((kind, key), revision)
+        if cached is not None:
+            return cached
+        return self._masks.put((kind, key), revision, self._root[revision_name(kind, key, revision)][...])
 
     # -- images ------------------------------------------------------------------------
     def _raw(self, key: str) -> dict[str, Any]:
@@ -263,7 +273,7 @@ class ProjectStore:
             info = self._raw(key).get("prediction")
             if not info:
                 return None
-            return self._root[revision_name("predictions", key, info["revision"])][...], info["model"]
+            return self._read_revision("predictions", key, info["revision"]), info["model"]
 
     def accept(self, key: str, mask: np.ndarray, from_model: str | None) -> None:
         """Save a corrected mask; it is on disk (fsynced) and visible atomically when this returns."""
@@ -278,7 +288,7 @@ class ProjectStore:
     def accepted_mask(self, key: str) -> np.ndarray | None:
         with self._lock:
             info = self._raw(key).get("accepted")
-            return self._root[revision_name("accepted", key, info["revision"])][...] if info else None
+            return self._read_revision("accepted", key, info["revision"]) if info else None
 
     def accepted_keys(self) -> list[str]:
         return [k for k, r in self._images.items() if r.get("accepted")]
@@ -289,6 +299,7 @@ class ProjectStore:
             rec = self._raw(key)
             if rec.get("accepted"):
                 node_dir = self.store_path / "accepted" / node_name(key)
+                self._masks.forget(("accepted", key))
                 self._commit({**self._images, key: {**rec, "accepted": None}}, cleanup=[node_dir], durable=True)
 
     # -- model versions ----------------------------------------------------------------

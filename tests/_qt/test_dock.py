@@ -417,3 +417,31 @@ def test_a_short_window_scrolls_the_dock_instead_of_clipping_it(make_napari_view
     assert dock.scroll_area.verticalScrollBar().maximum() > 0
     dock.scroll_area.ensureWidgetVisible(dock.status)
     qtbot.waitUntil(lambda: not dock.status.visibleRegion().isEmpty(), timeout=10_000)
+
+
+def test_moves_write_the_position_once_the_user_stays_and_on_close(make_napari_viewer, qtbot, image_folder):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    keys, store = dock.session.keys(), dock.session.store
+    dock.next_image()
+    dock.next_image()
+    assert dock.key == keys[2] and store.position != keys[2]  # two quick moves: no store write yet
+    qtbot.waitUntil(lambda: store.position == keys[2], timeout=10_000)
+    dock.next_image()
+    dock.close_project()  # at once: closing writes it
+    assert ProjectStore.open(image_folder).position == keys[3]
+
+
+def test_the_ranking_list_changes_only_the_rows_that_differ(qtbot):
+    from napari_hybridseg._qt.suggestions import SuggestionPanel
+
+    panel = SuggestionPanel(top=3)
+    qtbot.addWidget(panel)
+    panel.set_ranking([("a", 0.5), ("b", 0.4), ("c", 0.3), ("d", 0.2)])
+    first_row = panel.list.item(0)
+    assert panel.keys() == ["a", "b", "c"] and first_row.text().split() == ["a", "0.5000"]
+    panel.set_ranking([("a", 0.5), ("d", 0.45)])
+    assert panel.keys() == ["a", "d"] and panel.list.item(0) is first_row
+    assert panel.list.item(1).text().split() == ["d", "0.4500"]
+    panel.set_ranking([])
+    assert panel.keys() == []

@@ -395,3 +395,28 @@ def test_an_unchanged_image_is_decoded_once_and_a_rewritten_one_again(folder, mo
     os.utime(folder / "img1.png", ns=(1, 1))  # a different modification time even on a coarse clock
     np.testing.assert_array_equal(store.read_image("img1.png"), np.asarray(Image.open(folder / "img1.png")))
     assert len(decoded) == 2
+
+
+def test_masks_are_read_from_zarr_once_and_shared_read_only(folder, monkeypatch):
+    store = ProjectStore.open(folder)
+    mine = a_mask(3)
+    store.save_prediction("img0.png", mine, model_version=None)
+    mine[:] = 9  # the caller goes on changing its own array: the stored mask is a copy
+    reads = []
+    monkeypatch.setattr(store_module, "revision_name", lambda *a: reads.append(a) or _never_read(*a))
+    first, _ = store.prediction("img0.png")  # kept from the write: no read of the store
+    assert store.prediction("img0.png")[0] is first and not first.flags.writeable
+    np.testing.assert_array_equal(first, a_mask(3))
+    assert reads == []
+    monkeypatch.undo()
+
+    store.accept("img0.png", a_mask(2), from_model=None)
+    assert store.accepted_mask("img0.png") is store.accepted_mask("img0.png")
+    store.unaccept("img0.png")
+    assert store.accepted_mask("img0.png") is None
+    again = ProjectStore.open(folder)  # another session reads the same masks from disk
+    np.testing.assert_array_equal(again.prediction("img0.png")[0], a_mask(3))
+
+
+def _never_read(*args):
+    raise AssertionError(f"read from the store: {args}")
