@@ -190,7 +190,7 @@ def measure_once(navigate_every: float) -> dict:
         "control_stall_p99_ms": float(np.percentile(control_ms, 99)),
         "control_stall_max_ms": float(control_ms.max()),
         "control_navigations": scenario.control_navigations,
-        "move_gui_ms": float(np.median(scenario.move_ms)),
+        "move_gui_ms": float(np.median(scenario.move_ms)) if scenario.move_ms else None,  # None: a user who never moves
         "launch_to_first_prediction_s": scenario.first_shown - LAUNCH,
         "predict_256_ms": predict_ms["shown"],
         "predict_256_background_ms": predict_ms["background"],
@@ -235,8 +235,9 @@ def main(argv=None) -> int:
     values = {key: [r[key] for r in runs] for key in runs[0]}
     launch = values["launch_to_first_prediction_s"]
     values["first_launch_to_first_prediction_s"], values["later_launch_to_first_prediction_s"] = launch[:1], launch[1:]
+    measured = [row for row in ROWS if None not in values[row[0]]]
     summary = {key: {"median": float(np.median(values[key])), "min": float(min(values[key])),
-                     "max": float(max(values[key]))} for key, *_ in ROWS}
+                     "max": float(max(values[key]))} for key, *_ in measured}
     results = {**{key: summary[key]["median"] for key in summary}, "runs": runs, "spread": summary,
                "refine_settings": runs[0]["refine_settings"], "image_shape": runs[0]["image_shape"]}
     info = machine()
@@ -247,7 +248,7 @@ def main(argv=None) -> int:
     write_json(name, {"command": command, "machine": info, "results": results, "goals": GOALS})
     rows = [[label, fmt.format(summary[key]["median"]),
              f"{fmt.format(summary[key]['min'])} – {fmt.format(summary[key]['max'])}", goal]
-            for key, label, fmt, goal in ROWS]
+            for key, label, fmt, goal in measured]
     table = markdown_table(["measure", f"median of {len(runs)} launches", "range", "goal"], rows)
     moves = [r["navigations_during_refine"] for r in runs]
     added = [r["stall_p99_ms"] / r["control_stall_p99_ms"] for r in runs]
