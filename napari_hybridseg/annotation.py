@@ -132,8 +132,7 @@ class AnnotationSession:
     def go(self, key: str, persist: bool = True) -> str:
         """Make ``key`` the current image; ``persist=False`` leaves writing that to :meth:`save_position`
         (a viewer saves it once the user stops moving: a store write per move is time on the GUI thread)."""
-        if key not in self.store:
-            raise KeyError(f"no image {key!r} in this project")
+        self.store.record(key)  # a KeyError for an image not in the project
         self._position = key
         if persist:
             self.save_position()

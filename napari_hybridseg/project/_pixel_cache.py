@@ -46,8 +46,7 @@ class ArrayCache:
         """Keep ``array`` (made read-only) as ``name``'s current version; returns it."""
         array.setflags(write=False)
         with self._lock:
-            for old in [k for k in self._items if k[0] == name]:
-                self._forget(old)
+            self._forget_versions(name)
             if array.nbytes <= self.max_bytes:
                 self._items[(name, version)] = array
                 self._bytes += array.nbytes
@@ -57,8 +56,11 @@ class ArrayCache:
 
     def forget(self, name: Hashable) -> None:
         with self._lock:
-            for old in [k for k in self._items if k[0] == name]:
-                self._forget(old)
+            self._forget_versions(name)
+
+    def _forget_versions(self, name: Hashable) -> None:
+        for old in [k for k in self._items if k[0] == name]:
+            self._forget(old)
 
     def _forget(self, key: tuple[Hashable, Hashable]) -> None:
         self._bytes -= self._items.pop(key).nbytes

@@ -199,7 +199,8 @@ class ProjectStore:
         data = validate_mask(mask, self._image_shape(key), key)
         with writing(self.project_dir):
             revision, old = write_revision(self._root, kind, key, data, attributes)
-        self._masks.put((kind, key), revision, np.array(data))  # a copy: the caller may go on changing its own
+        # kept read-only and shared: a copy where it is still the caller's array, which the caller may change
+        self._masks.put((kind, key), revision, data.copy() if np.may_share_memory(data, mask) else data)
         return revision, old
 
     def _read_revision(self, kind: str, key: str, revision: int) -> np.ndarray:
