@@ -78,7 +78,7 @@ class StudyData:
         return cls(
             zero_shot={f"{domain}-{split}": load_domain(plan.data, domain, split)
                        for domain, split in (item.split(":") for item in plan.zero_shot)},
-            validation={t: target_data(Pair(plan.data, plan.source, t), "validation", FULL) for t in plan.targets},
+            validation={t: target_data(Pair(plan.data, plan.source, t), "validation") for t in plan.targets},
             test={t: load_domain(plan.data, t, "test") for t in plan.targets},
         )
 

@@ -22,18 +22,24 @@ BENCHMARKS.md section are rebuilt from the records at the end (or alone with
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import multiprocessing
 import shlex
 import sys
 import time
 from collections import Counter
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from napari_hybridseg.data.datasets import Sample, choose_subset, load_domain, split_ids
+from napari_hybridseg.learn.train import PRECISIONS, native_bfloat16
 
 from . import report
 from .stats import paired_bootstrap
@@ -173,8 +179,11 @@ class Variant:
     # K > 0: with N labelled images the fine-tuned share is N / (N + K) instead, so the fewer the labels, the more of
     # the pretrained model is kept (K = 1: one image gets half); 0: off; None: the pair's chosen K
     finetuned_half_at: float | None = None
+    precision: str = "float32"  # of every network arm's fine-tuning (TrainConfig.precision)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"the fine-tuning learning rate must be positive, got {self.lr}")
         if self.start_decay < 0:
@@ -202,7 +211,8 @@ class Variant:
                 + (f"+lr{self.lr:g}" if self.lr else "")
                 + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
                 + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else "")
-                + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else ""))
+                + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else "")
+                + ("+bf16" if self.precision == "bfloat16" else ""))
 
     def on_pair(self, budget: Budget, pair_name: str) -> Variant:
         """This variant as it runs on the pair ``pair_name`` under ``budget``: its own fine-tuning steps and blend,
@@ -339,7 +349,7 @@ class TargetData:
     evaluation: list[Sample]  # the test split, or held-out pool images in the validation protocol
 
 
-def target_data(pair: Pair, protocol: str, budget: Budget) -> TargetData:
+def target_data(pair: Pair, protocol: str, max_test_images: int | None = None) -> TargetData:
     pool = load_domain(pair.root, pair.target, "pool")
     if protocol == "validation":
         order = choose_subset([s.id for s in pool], len(pool), seed=12345)
@@ -348,8 +358,8 @@ def target_data(pair: Pair, protocol: str, budget: Budget) -> TargetData:
         pool = [s for s in pool if s.id not in held_out]
     else:
         evaluation = load_domain(pair.root, pair.target, "test")
-    if budget.max_test_images is not None:
-        evaluation = evaluation[: budget.max_test_images]
+    if max_test_images is not None:
+        evaluation = evaluation[:max_test_images]
     return TargetData(pool, evaluation)
 
 
@@ -387,7 +397,7 @@ def fit_and_score(
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
             crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, lr=lr,
-            start_decay=start_decay,
+            start_decay=start_decay, precision=variant.precision,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
     return evaluate(Segmenter(model, meta), data.evaluation)
@@ -412,39 +422,118 @@ def planned_runs(pairs: list[Pair], arms: list[str], budget: Budget, pool_sizes:
                 yield pair, method, pool_sizes[pair.name], seed  # the ceiling: every pool image
 
 
-def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, protocol: str,
-        work: Path, threads: int) -> Records:
-    import torch
+@dataclass(frozen=True)
+class Job:
+    """One run: an arm fine-tuned on one labelled subset of a pair's pool and scored, with its record's key."""
 
+    pair: Pair
+    method: str
+    labelled_ids: tuple[str, ...]
+    budget: Budget  # the pair's
+    variant: Variant  # the pair's
+    protocol: str
+    key: dict[str, Any]
+
+
+def _worker_threads(threads: int) -> None:
     torch.set_num_threads(threads)
-    records = Records(work / "records.jsonl")
-    here = report.machine_line(report.machine())
-    data = {p.name: target_data(p, protocol, budget) for p in pairs}
+
+
+@functools.lru_cache(maxsize=None)
+def _target_data_of(pair: Pair, protocol: str, max_test_images: int | None) -> TargetData:
+    """A process's copy of a pair's images, read once."""
+    return target_data(pair, protocol, max_test_images)
+
+
+def _source_model_of(job: Job, work: Path, threads: int) -> Path:
+    """The source model ``job``'s arm starts from, pretrained in whichever process runs it."""
+    return pretrained_checkpoint(work, job.pair, job.method, job.budget, threads)
+
+
+def _fit_and_score_job(job: Job, work: Path, threads: int) -> tuple[dict[str, Any], float]:
+    """``job``'s scores and its seconds, in whichever process runs it."""
+    data = _target_data_of(job.pair, job.protocol, job.budget.max_test_images)
+    chosen = set(job.labelled_ids)
+    labelled = [s for s in data.pool if s.id in chosen]
+    started = time.perf_counter()
+    scores = fit_and_score(job.method, labelled, data,
+                           lambda m: pretrained_checkpoint(work, job.pair, m, job.budget, threads),
+                           job.budget, job.variant, job.key["seed"])
+    return scores, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _executor(workers: int, threads: int) -> Iterator[Executor | None]:
+    """``workers`` processes of ``threads`` threads each (spawned: torch and fork do not mix), or None to run
+    in this one."""
+    if workers == 1:
+        _worker_threads(threads)
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_threads, initargs=(threads,))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _in_turn(executor: Executor | None, function: Callable, items: list, *args: Any) -> Iterator[tuple[Any, Any]]:
+    """(item, function(item, *args)) for each item, as each finishes: in ``executor``'s processes, else here."""
+    if executor is None:
+        for item in items:
+            yield item, function(item, *args)
+        return
+    futures = {executor.submit(function, item, *args): item for item in items}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
+
+
+def pending_jobs(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, protocol: str,
+                 data: dict[str, TargetData], records: Records) -> list[Job]:
+    """The planned runs not yet on record, in the order they run."""
     pool_sizes = {name: len(d.pool) for name, d in data.items()}
+    jobs = []
     for pair, method, n, seed in planned_runs(pairs, arms, budget, pool_sizes):
         pair_budget = budget.for_pair_name(pair.name)
         pair_variant = variant.on_pair(budget, pair.name)
         key = dict(pair=pair.name, protocol=protocol, variant=pair_variant.tag, method=method,
                    pretrain=pair_budget.pretrain_tag(method), n_labels=n, seed=seed)
-        if records.has(**key):
-            continue
-        target = data[pair.name]
-        ids = [s.id for s in target.pool]
-        chosen = set(choose_subset(ids, n, seed))
-        labelled = [s for s in target.pool if s.id in chosen]
-        if method in PRETRAINED:  # pretrain first: its time is counted apart
-            pretrained_checkpoint(work, pair, method, pair_budget, threads)
-        started = time.perf_counter()
-        scores = fit_and_score(method, labelled, target, lambda m: pretrained_checkpoint(work, pair, m, pair_budget, threads),
-                               pair_budget, pair_variant, seed)
-        row = {
-            **key, "source": pair.source, "target": pair.target, "n_pool": len(ids),
-            "labelled_ids": sorted(chosen), "dice": scores["mean_dice"], "iou": scores["mean_iou"],
-            "per_image_dice": [r["dice"] for r in scores["per_image"]], "seconds": round(time.perf_counter() - started, 1),
-            "machine": here,
-        }
-        records.add(row)
-        print(f"{pair.target:>12} {method:>10} N={n!s:>4} seed={seed}: Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
+        if not records.has(**key):
+            ids = choose_subset([s.id for s in data[pair.name].pool], n, seed)
+            jobs.append(Job(pair, method, tuple(sorted(ids)), pair_budget, pair_variant, protocol, key))
+    return jobs
+
+
+def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, protocol: str,
+        work: Path, threads: int, workers: int = 1) -> Records:
+    """Every planned run not yet on record, in ``workers`` processes of ``threads`` threads each; each run's record
+    is written as it finishes (by this process alone), so an interrupted benchmark loses only the runs in flight."""
+    records = Records(work / "records.jsonl")
+    here = report.machine_line(report.machine())
+    data = {p.name: _target_data_of(p, protocol, budget.max_test_images) for p in pairs}
+    jobs = pending_jobs(pairs, arms, budget, variant, protocol, data, records)
+    sources = list({(j.pair.root, j.pair.source, j.method, j.key["pretrain"]): j for j in jobs
+                    if j.method in PRETRAINED}.values())
+    started = time.perf_counter()
+    with _executor(workers, threads) as executor:
+        # pretraining first, its time counted apart; the source models are files the runs then read
+        for _ in _in_turn(executor, _source_model_of, sources, work, threads):
+            pass
+        for job, (scores, seconds) in _in_turn(executor, _fit_and_score_job, jobs, work, threads):
+            row = {
+                **job.key, "source": job.pair.source, "target": job.pair.target,
+                "n_pool": len(data[job.pair.name].pool), "labelled_ids": list(job.labelled_ids),
+                "dice": scores["mean_dice"], "iou": scores["mean_iou"],
+                "per_image_dice": [r["dice"] for r in scores["per_image"]], "seconds": round(seconds, 1),
+                "machine": here,
+            }
+            records.add(row)
+            print(f"{job.pair.target:>12} {job.method:>10} N={job.key['n_labels']!s:>4} seed={job.key['seed']}: "
+                  f"Dice {row['dice']:.4f} ({row['seconds']} s)", flush=True)
+    if jobs:
+        print(f"{len(jobs)} runs in {(time.perf_counter() - started) / 60:.1f} min wall, {workers} worker(s) of "
+              f"{threads} thread(s)", flush=True)
     return records
 
 
@@ -729,12 +818,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="K: with N labelled images the pretrained arms keep the share N / (N + K) of the fine-tuned "
                         "weights, the rest from the start (WiSE-FT by the number of labels; default: the pair's "
                         "chosen K, else off; 0: off)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="every network arm's fine-tuning arithmetic: bfloat16 runs the convolutions in bfloat16 "
+                        "(faster on a CPU with AVX-512 BF16 or AMX; refused on one without)")
     p.add_argument("--baseline-finetune-steps", type=int,
                    help="compare a fine-tuning variant with plain fine-tuning (no blend) at these steps (default: the "
                         "pair's), e.g. a blend at 50 steps with plain 50-step fine-tuning")
     p.add_argument("--protocol", choices=["test", "validation"], default="test",
                    help="validation: label from 70%% of the pool and score on the other 30%% (for choosing settings)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of each worker (default 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs at once, each in its own process of --threads threads (default 1); on this 2-core "
+                        "machine --workers 2 --threads 1 does the most runs an hour")
     p.add_argument("--work", type=Path, help="records and source models (default: runs/label_efficiency[-quick])")
     p.add_argument("--results-dir", type=Path, default=report.RESULTS)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
@@ -753,9 +848,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
                           args.unlabelled_crops, args.head_steps, args.finetune_lr, args.start_decay,
-                          args.finetuned_share, args.finetuned_half_at)
+                          args.finetuned_share, args.finetuned_half_at, args.precision)
     except ValueError as error:
         p.error(str(error))
+    if args.workers < 1 or args.threads < 1:
+        p.error("--workers and --threads must be at least 1")
+    if args.precision == "bfloat16" and not native_bfloat16(torch.device("cpu")):
+        p.error("this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX): bfloat16 would be slower, not faster")
     work = args.work or report.REPO / "runs" / ("label_efficiency-quick" if args.quick else "label_efficiency")
     section = args.report_name or default_section(args.quick, args.protocol, variant, base_budget, budget,
                                                   [pr.name for pr in pairs])
@@ -766,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
     (work / "budget.json").write_text(json.dumps(asdict(budget), indent=1) + "\n")
 
     records = Records(work / "records.jsonl") if args.report_only else run(
-        pairs, args.arms, budget, variant, args.protocol, work, args.threads
+        pairs, args.arms, budget, variant, args.protocol, work, args.threads, args.workers
     )
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -21,6 +22,24 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingCancelled(RuntimeError):
     """Stopped on request before the last step."""
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes convolutions in bfloat16 natively (AVX-512 BF16 / AMX on a CPU), so that
+    mixed precision is faster there rather than emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast_for(precision: str, device: torch.device) -> ContextManager:
+    """The forward pass's context: bfloat16 autocast (weights, optimiser and losses stay float32) or nothing."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @dataclass
@@ -39,10 +58,14 @@ class TrainConfig:
     # each step also pulls every weight toward its value at the start by lr × start_decay: decoupled L2-SP
     # (Li et al., 2018), so that fine-tuning on one or two images cannot wander far from the pretrained model
     start_decay: float = 0.0
+    # "bfloat16": convolutions in bfloat16 under autocast (1.5× a step on an AVX-512 BF16 CPU), the rest float32
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.start_decay < 0 or self.start_decay * self.lr > 1:
             raise ValueError(f"start_decay × lr must lie in [0, 1], got {self.start_decay} × {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +123,8 @@ def train(
         images, masks = next_batch()
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True) if masks is not None else None
-        terms = loss_fn(model, images, masks)
+        with autocast_for(config.precision, device):
+            terms = loss_fn(model, images, masks)
         if not torch.isfinite(terms.total):
             raise TrainingDiverged(f"the loss became {terms.total.item()} at step {step + 1}")
         optimiser.zero_grad(set_to_none=True)

@@ -48,7 +48,7 @@ class HybridSegModel(nn.Module):
         if sigma.ndim == 0:
             sigma = sigma.expand(x_noisy.shape[0])
         c = self.preconditioning(sigma)
-        out = self.net(c["c_in"] * x_noisy, c["c_noise"])
+        out = self.net(c["c_in"] * x_noisy, c["c_noise"]).float()  # under bfloat16 autocast the losses stay float32
         denoised = c["c_skip"] * x_noisy + c["c_out"] * out[:, : self.image_channels]
         logits = out[:, self.image_channels :]
         return denoised, logits

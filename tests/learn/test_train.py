@@ -253,6 +253,33 @@ def test_should_stop_false_runs_every_step():
     assert not model.training
 
 
+def test_bfloat16_training_computes_the_network_in_bfloat16_and_keeps_weights_and_losses_float32(monkeypatch):
+    model = tiny()
+    conv_inputs = []
+    model.net.stem.register_forward_hook(lambda module, args, out: conv_inputs.append(out.dtype))
+    terms_seen = []
+    loss = HybridLoss(LossConfig(method="hybrid"))
+    images, masks = torch.randn(2, 1, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long)
+    masks[:, 4:10, 4:10] = 1
+
+    def recording_loss(*args):
+        terms_seen.append(loss(*args))
+        return terms_seen[-1]
+
+    history = train(model, recording_loss, lambda: (images, masks), small_config(steps=20, precision="bfloat16"), CPU)
+    assert set(conv_inputs) == {torch.bfloat16}
+    assert all(t.total.dtype == torch.float32 for t in terms_seen)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert history[-1].loss < history[0].loss and math.isfinite(history[-1].loss)
+    denoised, logits = model(images, SIGMA_MIN)  # outside training: float32 throughout, as before
+    assert denoised.dtype == logits.dtype == torch.float32
+
+
+def test_train_config_refuses_an_unknown_precision():
+    with pytest.raises(ValueError, match="precision"):
+        small_config(precision="float16")
+
+
 # --- learning-rate schedule ----------------------------------------------------------
 
 

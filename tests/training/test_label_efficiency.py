@@ -115,6 +115,36 @@ def test_scratch_and_forest_train_without_a_source_model(tiny_sample_root, tmp_p
     assert all(torch.equal(a, b) for a, b in zip(from_budget.state_dict().values(), from_checkpoint.state_dict().values()))
 
 
+def test_runs_in_two_worker_processes_record_what_one_process_records(tiny_sample_root, tmp_path, capsys):
+    budget = replace(label_efficiency.QUICK, seeds=2, n_labels=(1,), ceiling_seeds=0)
+    pair = label_efficiency.Pair(tiny_sample_root, "synth", "synth", source_split="pool")
+    arms = ["hybrid", "scratch", "forest"]
+    serial = label_efficiency.run([pair], arms, budget, label_efficiency.Variant(), "test", tmp_path / "one", threads=1)
+    parallel = label_efficiency.run([pair], arms, budget, label_efficiency.Variant(), "test", tmp_path / "two",
+                                    threads=1, workers=2)
+    assert "2 worker(s) of 1 thread(s)" in capsys.readouterr().out
+
+    def by_key(records):
+        return {tuple(r[k] for k in records.key): (r["labelled_ids"], r["per_image_dice"]) for r in records.rows}
+
+    assert len(serial.rows) == 2 * 3 + 1  # two seeds of each arm, and hybrid zero-shot
+    assert by_key(parallel) == by_key(serial)  # one thread each: the same arithmetic, whichever process ran it
+    # each source model is pretrained once, and the records file is whole JSON lines written by one process
+    assert len(list((tmp_path / "two" / "pretrain").glob("*.safetensors"))) == 1
+    assert len(label_efficiency.Records(tmp_path / "two" / "records.jsonl").rows) == len(parallel.rows)
+
+
+def test_bfloat16_fine_tuning_is_its_own_variant_and_is_refused_where_it_would_be_emulated(tmp_path, monkeypatch, capsys):
+    assert label_efficiency.Variant(precision="bfloat16").tag == "mask+bf16"
+    assert label_efficiency.Variant().tag == "mask"
+    with pytest.raises(ValueError, match="precision"):
+        label_efficiency.Variant(precision="float16")
+    monkeypatch.setattr(label_efficiency, "native_bfloat16", lambda device: False)
+    with pytest.raises(SystemExit):
+        label_efficiency.main(["--precision", "bfloat16", "--work", str(tmp_path / "work")])
+    assert "no native bfloat16" in capsys.readouterr().err
+
+
 def test_records_name_scratch_and_forest_by_no_pretraining_and_keep_the_first_run_of_a_key(tmp_path):
     key = dict(pair="p", protocol="test", variant="mask", n_labels=1, seed=0)
     lines = [dict(key, method="forest", pretrain="", dice=0.5), dict(key, method="forest", pretrain="invert0.5", dice=0.6),

@@ -1,0 +1,221 @@
+"""How long the whole label-efficiency benchmark takes on this machine, and what would make it fit its 2 hours.
+
+Measures the benchmark's training step (its network, batch 8, 128² crops, fine-tuning loss) in each way the
+benchmark can run on this CPU: one process of 2 threads (``--threads 2``, the default) or two worker processes
+of 1 thread each (``--workers 2 --threads 1``), each in float32 and in bfloat16 (``--precision bfloat16``);
+counts the optimiser steps, runs and scorings the full benchmark plans at its chosen settings
+(``label_efficiency.FULL``) and projects its wall time from them. Also counts a step's floating-point
+operations, so the projection can be set against what the CPU could do at best.
+
+    python -m training.bench_label_efficiency_time [--steps 15] [--data-root ../shared/data]
+
+Writes benchmarks/results/label_efficiency_time.json and the "label_efficiency_time" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_hybridseg.data.datasets import split_ids
+from napari_hybridseg.learn.finetune import scratch_model
+from napari_hybridseg.learn.train import PRECISIONS, autocast_for, native_bfloat16
+from napari_hybridseg.model.loss import HybridLoss, LossConfig
+
+from . import report
+from .label_efficiency import ARMS, FULL, PRETRAINED, Pair, default_pairs, planned_runs, target_data
+
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way to run the benchmark: ``processes`` workers of ``threads`` threads, in ``precision``."""
+
+    processes: int
+    threads: int
+    precision: str
+
+    @property
+    def flags(self) -> str:
+        workers = f"--workers {self.processes} " if self.processes > 1 else ""
+        precision = " --precision bfloat16" if self.precision == "bfloat16" else ""
+        return f"{workers}--threads {self.threads}{precision}"
+
+
+def _training_step(precision: str):
+    """A fine-tuning step of the benchmark's network on a fixed batch, as ``train`` runs it."""
+    budget = FULL
+    model, _ = scratch_model(budget.architecture(), seed=0)
+    model.train()
+    loss = HybridLoss(LossConfig(method="supervised"), model.sigma_data)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(budget.batch_size, model.image_channels, budget.crop, budget.crop, generator=generator) * 0.5
+    masks = torch.randint(0, model.n_classes, (budget.batch_size, budget.crop, budget.crop), generator=generator)
+
+    def step() -> None:
+        with autocast_for(precision, CPU):
+            terms = loss(model, images, masks)
+        optimiser.zero_grad(set_to_none=True)
+        terms.total.backward()
+        optimiser.step()
+
+    return step
+
+
+def _step_seconds(layout: Layout, steps: int, start: Any) -> list[float]:
+    """In one worker process: the seconds of each of ``steps`` steps, after 3 warm-up steps and once every
+    worker of the layout is ready (``start``, a barrier), so that they share the cores as benchmark workers do."""
+    torch.set_num_threads(layout.threads)
+    step = _training_step(layout.precision)
+    for _ in range(3):
+        step()
+    start.wait()
+    times = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def measure_layout(layout: Layout, steps: int) -> list[float]:
+    """Every worker's step seconds, the layout's workers running at once, each in its own process."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(layout.processes) as pool:
+        start = manager.Barrier(layout.processes)
+        per_worker = pool.starmap(_step_seconds, [(layout, steps, start)] * layout.processes)
+    return [t for times in per_worker for t in times]
+
+
+def step_flops() -> int:
+    """Floating-point operations of one training step (forward and backward), as torch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = _training_step("float32")
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def scoring_seconds(pair: Pair, threads: int) -> float:
+    """Seconds to score one model on ``pair``'s test split (what every run does after training)."""
+    from napari_hybridseg.learn.evaluate import evaluate
+    from napari_hybridseg.model.inference import Segmenter
+
+    torch.set_num_threads(threads)
+    model, meta = scratch_model(FULL.architecture(), seed=0)
+    samples = target_data(pair, "test").evaluation
+    began = time.perf_counter()
+    evaluate(Segmenter(model, meta), samples)
+    return time.perf_counter() - began
+
+
+def planned_work(pairs: list[Pair]) -> dict[str, dict[str, float]]:
+    """Per pair: the full benchmark's fine-tuning steps, network runs (each scored once), forest runs and the
+    pretraining steps of the source models it is the first to need."""
+    pool_sizes = {p.name: len(split_ids(p.root, p.target, "pool")) for p in pairs}
+    work: dict[str, dict[str, float]] = {p.name: dict.fromkeys(
+        ("finetune_steps", "network_runs", "forest_runs", "pretrain_steps"), 0) for p in pairs}
+    for pair, method, n, _ in planned_runs(pairs, list(ARMS), FULL, pool_sizes):
+        counts = work[pair.name]
+        if method == "forest":
+            counts["forest_runs"] += 1
+            continue
+        counts["network_runs"] += 1
+        if n:
+            counts["finetune_steps"] += FULL.for_pair_name(pair.name).finetune_steps
+    sources = {}
+    for pair in pairs:
+        for method in PRETRAINED:
+            sources.setdefault((pair.root.name, pair.source, method), pair)
+    for (_, _, method), pair in sources.items():
+        work[pair.name]["pretrain_steps"] += FULL.for_pair_name(pair.name).pretrain_steps_for(pair)
+    return work
+
+
+def forest_seconds(records_path: Path, pair_names: list[str]) -> dict[str, float]:
+    """The median seconds of a forest run per pair, from the committed benchmark records (one thread's worth)."""
+    seconds: dict[str, list[float]] = {name: [] for name in pair_names}
+    for line in records_path.read_text().splitlines():
+        row = json.loads(line)
+        if row["method"] == "forest" and row["pair"] in seconds and row["protocol"] == "test":
+            seconds[row["pair"]].append(row["seconds"])
+    return {name: statistics.median(values) if values else 0.0 for name, values in seconds.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench_label_efficiency_time",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=15, help="timed training steps per worker and layout")
+    parser.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+
+    precisions = PRECISIONS if native_bfloat16(CPU) else ("float32",)
+    layouts = [Layout(1, 2, p) for p in precisions] + [Layout(2, 1, p) for p in precisions]
+    pairs = default_pairs(args.data_root)
+    work = planned_work(pairs)
+    forest = forest_seconds(report.RESULTS / "label_efficiency_records.jsonl", [p.name for p in pairs])
+    scoring = {threads: {p.name: scoring_seconds(p, threads) for p in pairs} for threads in (1, 2)}
+    flops = step_flops()
+    total_steps = sum(w["finetune_steps"] + w["pretrain_steps"] for w in work.values())
+
+    rows = []
+    for layout in layouts:
+        times = measure_layout(layout, args.steps)
+        step = statistics.median(times)
+        # workers run side by side: the wall time is the work of one thread's worth divided among them
+        other = sum(w["network_runs"] * scoring[layout.threads][name] + w["forest_runs"] * forest[name]
+                    for name, w in work.items())
+        wall = (total_steps * step + other) / layout.processes
+        rows.append({"processes": layout.processes, "threads": layout.threads, "precision": layout.precision,
+                     "flags": layout.flags, "step_s_median": step, "step_s_min": min(times),
+                     "steps_per_hour": 3600 * layout.processes / step,
+                     "gflops_per_s": flops * layout.processes / step / 1e9, "projected_hours": wall / 3600})
+    baseline = rows[0]["projected_hours"]
+    for row in rows:
+        row["speedup"] = baseline / row["projected_hours"]
+    command = "python -m training.bench_label_efficiency_time" + (f" --steps {args.steps}" if args.steps != 15 else "")
+    info = report.machine()
+    result = {"command": command, "machine": info, "step_flops": flops, "planned": work, "forest_seconds": forest,
+              "scoring_seconds": scoring, "total_steps": total_steps, "results": rows}
+    report.write_json("label_efficiency_time", result)
+
+    table = report.markdown_table(
+        ["flags", "step (median)", "steps / hour", "GFLOP/s", "projected wall, whole benchmark", "vs default"],
+        [[f"`{r['flags']}`", f"{r['step_s_median'] * 1000:.0f} ms", f"{r['steps_per_hour']:.0f}",
+          f"{r['gflops_per_s']:.0f}", f"{r['projected_hours']:.2f} h", f"{r['speedup']:.2f}×"] for r in rows],
+    )
+    plan = report.markdown_table(
+        ["pair", "fine-tuning steps", "network runs (each scored)", "forest runs", "pretraining steps",
+         "scoring one run (1 thread)", "forest run (records)"],
+        [[name, int(w["finetune_steps"]), int(w["network_runs"]), int(w["forest_runs"]), int(w["pretrain_steps"]),
+          f"{scoring[1][name]:.1f} s", f"{forest[name]:.0f} s"] for name, w in work.items()],
+    )
+    report.update_section("label_efficiency_time", (
+        "## Label efficiency: the whole benchmark's time on this machine\n\n"
+        f"The full benchmark at its chosen settings plans {total_steps:,} optimiser steps "
+        f"({total_steps * flops / 1e15:.2f} PFLOP at {flops / 1e9:.1f} GFLOP a step, batch {FULL.batch_size}, "
+        f"{FULL.crop}² crops), per pair:\n\n{plan}\n\n"
+        f"Each layout's step is the median of {args.steps} steps per worker after 3 warm-up steps, its workers "
+        "running at once; the projection is steps × step time + scorings + forest runs (the forest's seconds from the "
+        "committed records), divided among the workers. Speed-ups are against the benchmark's default "
+        "(`--threads 2`, float32), measured in the same run.\n\n"
+        f"{table}\n\n" + report.footer(command, info, "label_efficiency_time")))
+    print(plan)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
