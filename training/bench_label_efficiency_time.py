@@ -7,7 +7,7 @@ counts the optimiser steps, runs and scorings the full benchmark plans at its ch
 (``label_efficiency.FULL``) and projects its wall time from them. Also counts a step's floating-point
 operations, so the projection can be set against what the CPU could do at best.
 
-    python -m training.bench_label_efficiency_time [--steps 15] [--data-root ../shared/data]
+    python -m training.bench_label_efficiency_time [--steps 40] [--data-root ../shared/data]
 
 Writes benchmarks/results/label_efficiency_time.json and the "label_efficiency_time" section of BENCHMARKS.md.
 """
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from napari_hybridseg.data.datasets import split_ids
-from napari_hybridseg.learn.finetune import scratch_model
-from napari_hybridseg.learn.train import PRECISIONS, autocast_for, native_bfloat16
+from napari_hybridseg.data.datasets import load_domain, split_ids
+from napari_hybridseg.learn.finetune import default_finetune_train_config, finetune, scratch_model
+from napari_hybridseg.learn.train import PRECISIONS, native_bfloat16
 from napari_hybridseg.model.loss import HybridLoss, LossConfig
 
 from . import report
@@ -52,59 +52,51 @@ class Layout:
         return f"{workers}--threads {self.threads}{precision}"
 
 
-def _training_step(precision: str):
-    """A fine-tuning step of the benchmark's network on a fixed batch, as ``train`` runs it."""
+def _fine_tuning(precision: str, data_root: Path):
+    """Fine-tuning of the benchmark's network (a scratch one) on five CHASE pool images, as every network run
+    does it: ``run(steps)`` trains that many steps of the real loop, crops drawn from the images included."""
     budget = FULL
-    model, _ = scratch_model(budget.architecture(), seed=0)
-    model.train()
-    loss = HybridLoss(LossConfig(method="supervised"), model.sigma_data)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(budget.batch_size, model.image_channels, budget.crop, budget.crop, generator=generator) * 0.5
-    masks = torch.randint(0, model.n_classes, (budget.batch_size, budget.crop, budget.crop), generator=generator)
+    labelled = load_domain(data_root / "retina", "chase", "pool")[:5]
+    model, meta = scratch_model(budget.architecture(), seed=0)
 
-    def step() -> None:
-        with autocast_for(precision, CPU):
-            terms = loss(model, images, masks)
-        optimiser.zero_grad(set_to_none=True)
-        terms.total.backward()
-        optimiser.step()
+    def run(steps: int) -> None:
+        finetune(model, meta, labelled, default_finetune_train_config(
+            steps=steps, batch_size=budget.batch_size, crop_size=budget.crop, precision=precision))
 
-    return step
+    return run
 
 
-def _step_seconds(layout: Layout, steps: int, start: Any) -> list[float]:
-    """In one worker process: the seconds of each of ``steps`` steps, after 3 warm-up steps and once every
-    worker of the layout is ready (``start``, a barrier), so that they share the cores as benchmark workers do."""
+def _step_seconds(layout: Layout, steps: int, data_root: Path, start: Any) -> float:
+    """In one worker process: the seconds a fine-tuning step takes, over ``steps`` steps after 3 warm-up ones,
+    once every worker of the layout is ready (``start``, a barrier), so that they share the cores as benchmark
+    workers do."""
     torch.set_num_threads(layout.threads)
-    step = _training_step(layout.precision)
-    for _ in range(3):
-        step()
+    fine_tune = _fine_tuning(layout.precision, data_root)
+    fine_tune(3)
     start.wait()
-    times = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - began)
-    return times
+    began = time.perf_counter()
+    fine_tune(steps)
+    return (time.perf_counter() - began) / steps
 
 
-def measure_layout(layout: Layout, steps: int) -> list[float]:
-    """Every worker's step seconds, the layout's workers running at once, each in its own process."""
+def measure_layout(layout: Layout, steps: int, data_root: Path) -> list[float]:
+    """Each worker's seconds a step, the layout's workers running at once, each in its own process."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(layout.processes) as pool:
         start = manager.Barrier(layout.processes)
-        per_worker = pool.starmap(_step_seconds, [(layout, steps, start)] * layout.processes)
-    return [t for times in per_worker for t in times]
+        return pool.starmap(_step_seconds, [(layout, steps, data_root, start)] * layout.processes)
 
 
 def step_flops() -> int:
-    """Floating-point operations of one training step (forward and backward), as torch counts them."""
+    """Floating-point operations of one training step of the benchmark's network (forward and backward, batch 8,
+    128² crops), as torch counts them."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    step = _training_step("float32")
+    model, _ = scratch_model(FULL.architecture(), seed=0)
+    images = torch.randn(FULL.batch_size, model.image_channels, FULL.crop, FULL.crop)
+    masks = torch.randint(0, model.n_classes, (FULL.batch_size, FULL.crop, FULL.crop))
     with FlopCounterMode(display=False) as counter:
-        step()
+        HybridLoss(LossConfig(method="supervised"), model.sigma_data)(model, images, masks).total.backward()
     return counter.get_total_flops()
 
 
@@ -157,7 +149,7 @@ def forest_seconds(records_path: Path, pair_names: list[str]) -> dict[str, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench_label_efficiency_time",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=15, help="timed training steps per worker and layout")
+    parser.add_argument("--steps", type=int, default=40, help="timed fine-tuning steps per worker and layout")
     parser.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data")
     args = parser.parse_args(argv)
 
@@ -172,28 +164,28 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for layout in layouts:
-        times = measure_layout(layout, args.steps)
-        step = statistics.median(times)
+        per_worker = measure_layout(layout, args.steps, args.data_root)
+        step = statistics.mean(per_worker)
         # workers run side by side: the wall time is the work of one thread's worth divided among them
         other = sum(w["network_runs"] * scoring[layout.threads][name] + w["forest_runs"] * forest[name]
                     for name, w in work.items())
         wall = (total_steps * step + other) / layout.processes
         rows.append({"processes": layout.processes, "threads": layout.threads, "precision": layout.precision,
-                     "flags": layout.flags, "step_s_median": step, "step_s_min": min(times),
+                     "flags": layout.flags, "step_s": step, "step_s_per_worker": per_worker,
                      "steps_per_hour": 3600 * layout.processes / step,
                      "gflops_per_s": flops * layout.processes / step / 1e9, "projected_hours": wall / 3600})
     baseline = rows[0]["projected_hours"]
     for row in rows:
         row["speedup"] = baseline / row["projected_hours"]
-    command = "python -m training.bench_label_efficiency_time" + (f" --steps {args.steps}" if args.steps != 15 else "")
+    command = "python -m training.bench_label_efficiency_time" + (f" --steps {args.steps}" if args.steps != 40 else "")
     info = report.machine()
     result = {"command": command, "machine": info, "step_flops": flops, "planned": work, "forest_seconds": forest,
               "scoring_seconds": scoring, "total_steps": total_steps, "results": rows}
     report.write_json("label_efficiency_time", result)
 
     table = report.markdown_table(
-        ["flags", "step (median)", "steps / hour", "GFLOP/s", "projected wall, whole benchmark", "vs default"],
-        [[f"`{r['flags']}`", f"{r['step_s_median'] * 1000:.0f} ms", f"{r['steps_per_hour']:.0f}",
+        ["flags", "step", "steps / hour", "GFLOP/s", "projected wall, whole benchmark", "vs default"],
+        [[f"`{r['flags']}`", f"{r['step_s'] * 1000:.0f} ms", f"{r['steps_per_hour']:.0f}",
           f"{r['gflops_per_s']:.0f}", f"{r['projected_hours']:.2f} h", f"{r['speedup']:.2f}×"] for r in rows],
     )
     plan = report.markdown_table(
@@ -207,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         f"The full benchmark at its chosen settings plans {total_steps:,} optimiser steps "
         f"({total_steps * flops / 1e15:.2f} PFLOP at {flops / 1e9:.1f} GFLOP a step, batch {FULL.batch_size}, "
         f"{FULL.crop}² crops), per pair:\n\n{plan}\n\n"
-        f"Each layout's step is the median of {args.steps} steps per worker after 3 warm-up steps, its workers "
-        "running at once; the projection is steps × step time + scorings + forest runs (the forest's seconds from the "
+        f"Each layout's step is the mean over its workers of {args.steps} fine-tuning steps (the benchmark's loop on "
+        "five CHASE pool images) after 3 warm-up steps, its workers running at once; the projection is steps × step time + scorings + forest runs (the forest's seconds from the "
         "committed records), divided among the workers. Speed-ups are against the benchmark's default "
         "(`--threads 2`, float32), measured in the same run.\n\n"
         f"{table}\n\n" + report.footer(command, info, "label_efficiency_time")))

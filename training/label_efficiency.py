@@ -13,7 +13,9 @@ interrupted benchmark resumes where it stopped; the JSON, plots and the
 BENCHMARKS.md section are rebuilt from the records at the end (or alone with
 ``--report-only``).
 
-    python -m training.label_efficiency                 # the full benchmark (hours on a 2-core CPU)
+    python -m training.label_efficiency --workers 2 --threads 1
+                                                        # the full benchmark: about 5 h on a 2-core CPU, 7.4 h as
+                                                        # one process of 2 threads (bench_label_efficiency_time)
     python -m training.label_efficiency --quick         # the whole pipeline on a tiny budget, minutes
     python -m training.label_efficiency --protocol validation --arms hybrid --finetune-loss hybrid
                                                         # a hyperparameter choice, scored on held-out pool images
