@@ -866,9 +866,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{work} holds models of another width; give each --base-channels its own --work folder")
     (work / "budget.json").write_text(json.dumps(asdict(budget), indent=1) + "\n")
 
-    records = Records(work / "records.jsonl") if args.report_only else run(
-        pairs, args.arms, budget, variant, args.protocol, work, args.threads, args.workers
-    )
+    try:
+        records = Records(work / "records.jsonl") if args.report_only else run(
+            pairs, args.arms, budget, variant, args.protocol, work, args.threads, args.workers
+        )
+    except KeyboardInterrupt:
+        kept = len(Records(work / "records.jsonl").rows)
+        print(f"stopped: {kept} finished run(s) on record in {work / 'records.jsonl'}; the same command resumes from there",
+              file=sys.stderr)
+        return 130
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,

@@ -145,6 +145,21 @@ def test_bfloat16_fine_tuning_is_its_own_variant_and_is_refused_where_it_would_b
     assert "no native bfloat16" in capsys.readouterr().err
 
 
+def test_an_interrupted_benchmark_says_what_is_kept_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    records.add(_record("hybrid", 5, 0, 0.8))
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(label_efficiency, "run", interrupted)
+    assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
+                                  "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]) == 130
+    err = capsys.readouterr().err
+    assert "1 finished run(s) on record" in err and "the same command resumes" in err
+    assert not (tmp_path / "results").exists()  # no report from a run that did not finish
+
+
 def test_records_name_scratch_and_forest_by_no_pretraining_and_keep_the_first_run_of_a_key(tmp_path):
     key = dict(pair="p", protocol="test", variant="mask", n_labels=1, seed=0)
     lines = [dict(key, method="forest", pretrain="", dice=0.5), dict(key, method="forest", pretrain="invert0.5", dice=0.6),
