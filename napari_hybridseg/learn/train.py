@@ -58,7 +58,8 @@ class TrainConfig:
     # each step also pulls every weight toward its value at the start by lr × start_decay: decoupled L2-SP
     # (Li et al., 2018), so that fine-tuning on one or two images cannot wander far from the pretrained model
     start_decay: float = 0.0
-    # "bfloat16": convolutions in bfloat16 under autocast (1.5× a step on an AVX-512 BF16 CPU), the rest float32
+    # "bfloat16": convolutions in bfloat16 under autocast (1.3–1.4× a fine-tuning step on an AVX-512 BF16 CPU; see
+    # BENCHMARKS.md, label_efficiency_time), weights, optimiser and losses float32
     precision: str = "float32"
 
     def __post_init__(self):
