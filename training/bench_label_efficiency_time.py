@@ -32,7 +32,9 @@ from napari_hybridseg.learn.train import PRECISIONS, native_bfloat16
 from napari_hybridseg.model.loss import HybridLoss, LossConfig
 
 from . import report
-from .label_efficiency import ARMS, FULL, PRETRAINED, Pair, default_pairs, planned_runs, target_data
+from .label_efficiency import (
+    ARMS, FULL, PRETRAINED, Pair, default_pairs, planned_runs, source_model_path, target_data,
+)
 
 CPU = torch.device("cpu")
 
@@ -127,11 +129,11 @@ def planned_work(pairs: list[Pair]) -> dict[str, dict[str, float]]:
         counts["network_runs"] += 1
         if n:
             counts["finetune_steps"] += FULL.for_pair_name(pair.name).finetune_steps
-    sources = {}
+    sources: dict[Path, Pair] = {}  # each source model once, counted to the first pair that needs it
     for pair in pairs:
         for method in PRETRAINED:
-            sources.setdefault((pair.root.name, pair.source, method), pair)
-    for (_, _, method), pair in sources.items():
+            sources.setdefault(source_model_path(Path(), pair, method, FULL.for_pair_name(pair.name)), pair)
+    for pair in sources.values():
         work[pair.name]["pretrain_steps"] += FULL.for_pair_name(pair.name).pretrain_steps_for(pair)
     return work
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 from . import report
 from .bench_scale import in_child
-from .label_efficiency import FULL, Pair, TargetData, target_data
+from .label_efficiency import Pair, TargetData, target_data
 from .stats import paired_bootstrap
 
 RESULT_NAME = "model_choice"

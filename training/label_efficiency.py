@@ -324,13 +324,19 @@ class Records:
 # ---------------------------------------------------------------- the runs
 
 
+def source_model_path(work: Path, pair: Pair, method: str, budget: Budget) -> Path:
+    """Where the source model of ``method`` for ``pair`` under ``budget`` is kept: pairs that share a source
+    domain and a pretraining setting share it."""
+    tag = budget.pretrain_tag(method)
+    name = f"{method}-{tag}" if tag else method
+    return work / "pretrain" / f"{pair.root.name}-{pair.source}-{name}.safetensors"
+
+
 def pretrained_checkpoint(work: Path, pair: Pair, method: str, budget: Budget, threads: int) -> Path:
     """The source model of ``method``, trained on first use through the CLI and kept in ``work``."""
     from napari_hybridseg.cli import main as cli
 
-    tag = budget.pretrain_tag(method)
-    name = f"{method}-{tag}" if tag else method
-    out = work / "pretrain" / f"{pair.root.name}-{pair.source}-{name}.safetensors"
+    out = source_model_path(work, pair, method, budget)
     if not out.exists():
         started = time.perf_counter()
         rc = cli([
@@ -437,10 +443,6 @@ class Job:
     key: dict[str, Any]
 
 
-def _worker_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
 @functools.lru_cache(maxsize=None)
 def _target_data_of(pair: Pair, protocol: str, max_test_images: int | None) -> TargetData:
     """A process's copy of a pair's images, read once."""
@@ -469,11 +471,11 @@ def _executor(workers: int, threads: int) -> Iterator[Executor | None]:
     """``workers`` processes of ``threads`` threads each (spawned: torch and fork do not mix), or None to run
     in this one."""
     if workers == 1:
-        _worker_threads(threads)
+        torch.set_num_threads(threads)
         yield None
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_threads, initargs=(threads,))
+                               initializer=torch.set_num_threads, initargs=(threads,))
     try:
         yield pool
     finally:
@@ -515,7 +517,7 @@ def run(pairs: list[Pair], arms: list[str], budget: Budget, variant: Variant, pr
     here = report.machine_line(report.machine())
     data = {p.name: _target_data_of(p, protocol, budget.max_test_images) for p in pairs}
     jobs = pending_jobs(pairs, arms, budget, variant, protocol, data, records)
-    sources = list({(j.pair.root, j.pair.source, j.method, j.key["pretrain"]): j for j in jobs
+    sources = list({source_model_path(work, j.pair, j.method, j.budget): j for j in jobs
                     if j.method in PRETRAINED}.values())
     started = time.perf_counter()
     with _executor(workers, threads) as executor:
