@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["hybrid", "supervised", "diffusion"], default="hybrid")
     p.add_argument("--lambda-image", type=float, default=1.0)
     p.add_argument("--lambda-mask", type=float, default=1.0)
+    p.add_argument("--sigma-log-mean", type=float, default=-1.2,
+                   help="mean of log σ, the noise levels drawn for the denoising term (log-normal; default -1.2)")
+    p.add_argument("--sigma-log-std", type=float, default=1.2, help="spread of log σ (default 1.2)")
     p.add_argument("--clean-fraction", type=float,
                    help="share of each batch at σ≈0 (default: 0.25 for hybrid, 0 for diffusion)")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="model image channels")
@@ -212,7 +215,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     try:
         samples = _load_samples(args, split=args.split)
         loss_config = LossConfig(
-            method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask, clean_fraction=args.clean_fraction
+            method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask,
+            p_mean=args.sigma_log_mean, p_std=args.sigma_log_std, clean_fraction=args.clean_fraction,
         )
         model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels,
                                    channel_mults=tuple(args.channel_mults), patch_size=args.patch_size,

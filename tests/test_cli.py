@@ -26,6 +26,17 @@ def test_pretrain_logs_a_loss_and_records_its_method(tiny_sample_root, tmp_path,
     assert "training loss" in capsys.readouterr().out
 
 
+def test_pretrain_draws_noise_levels_from_the_log_normal_it_is_given(tiny_sample_root, tmp_path, capsys):
+    out = tmp_path / "hyb.safetensors"
+    args = ["pretrain", "--data", str(tiny_sample_root), "--domain", "synth", "--split", "pool", "--steps", "2",
+            "--batch-size", "2", "--crop", "32", "--base-channels", "8", "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--sigma-log-mean", "-2.5", "--sigma-log-std", "0.5"]) == 0
+    loss = read_metadata(out)["loss"]
+    assert (loss["p_mean"], loss["p_std"]) == (-2.5, 0.5)
+    assert main([*args, "--sigma-log-std", "0"]) == 2
+    assert "spread of log σ" in capsys.readouterr().err
+
+
 def test_finetune_then_evaluate_writes_scores(tiny_sample_root, tiny_checkpoint, tmp_path, capsys):
     tuned = tmp_path / "tuned.safetensors"
     rc = main(["finetune", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_sample_root), "--domain", "synth",

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import multiprocessing
 import shlex
 import sys
@@ -82,6 +83,7 @@ class Budget:
     clean_fraction: float = 0.5
     invert_probability: float = 0.0  # share of every pretrained arm's crops with inverted intensities
     lambda_image: float = 1.0  # weight of hybrid pretraining's denoising term (the mask term's is 1)
+    sigma_log_mean: float = -1.2  # mean of log σ for hybrid pretraining's noised crops (EDM's log-normal)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
     # K > 0: the pretrained arms keep the share N / (N + K) of their fine-tuned weights (``Variant.finetuned_half_at``)
@@ -122,6 +124,8 @@ class Budget:
             parts.append(f"invert{self.invert_probability:g}")
         if method == "hybrid" and self.lambda_image != 1.0:
             parts.append(f"lambda{self.lambda_image:g}")
+        if method == "hybrid" and self.sigma_log_mean != Budget.sigma_log_mean:
+            parts.append(f"logsigma{self.sigma_log_mean:g}")
         if self.pretrain_scale != 1.0:
             parts.append(f"pretrain{self.pretrain_scale:g}x")
         return "-".join(parts)
@@ -130,7 +134,8 @@ class Budget:
         """The ``hybridseg pretrain`` options of that setting."""
         invert = ["--invert-probability", str(self.invert_probability)] if self.invert_probability else []
         if method == "hybrid":
-            return ["--clean-fraction", str(self.clean_fraction), "--lambda-image", str(self.lambda_image), *invert]
+            return ["--clean-fraction", str(self.clean_fraction), "--lambda-image", str(self.lambda_image),
+                    "--sigma-log-mean", str(self.sigma_log_mean), *invert]
         if method == "diffusion":
             return ["--clean-fraction", str(self.diffusion_clean_fraction), *invert]
         return invert
@@ -242,6 +247,7 @@ class Variant:
 
 # the pretraining settings a command line can give for every pair, as they name a report
 PRETRAIN_SETTING_NAMES = {"clean_fraction": "clean", "invert_probability": "invert", "lambda_image": "lambda",
+                          "sigma_log_mean": "logsigma",
                           "diffusion_clean_fraction": "diffusionclean", "pretrain_scale": "pretrain",
                           "base_channels": "width"}
 
@@ -793,6 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of every pretrained arm's crops with inverted intensities (default 0)")
     p.add_argument("--lambda-image", type=float,
                    help=f"weight of the denoising term in hybrid pretraining (default {FULL.lambda_image:g}; the mask term's is 1)")
+    p.add_argument("--sigma-log-mean", type=float,
+                   help=f"mean of log σ, the noise levels of hybrid pretraining's noised crops (default "
+                        f"{FULL.sigma_log_mean:g}: median σ {math.exp(FULL.sigma_log_mean):.2f})")
     p.add_argument("--pretrain-scale", type=float,
                    help="every pretrained arm's pretraining steps as a multiple of the pair's default "
                         f"({', '.join(f'{k} {v}' for k, v in FULL.pretrain_steps.items() if k != '*')}; default 1)")
@@ -846,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"seeds": args.seeds, "n_labels": tuple(args.n_labels or ()), "clean_fraction": args.clean_fraction,
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
                  "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image,
+                 "sigma_log_mean": args.sigma_log_mean,
                  "pretrain_scale": args.pretrain_scale}
     budget = base_budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]

@@ -41,6 +41,8 @@ class LossConfig:
             object.__setattr__(self, "clean_fraction", DEFAULT_CLEAN_FRACTION[self.method])
         if not 0.0 <= self.clean_fraction <= 1.0:
             raise ValueError("clean_fraction must lie in [0, 1]")
+        if not self.p_std > 0:
+            raise ValueError("p_std, the spread of log σ, must be positive")
 
     def to_dict(self) -> dict:
         return asdict(self)

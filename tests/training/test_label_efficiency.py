@@ -223,11 +223,24 @@ def test_a_named_report_shows_another_setting_as_the_arm_without_touching_the_de
 def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reaches_pretraining():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("hybrid") == "clean0.5"  # the default keeps the name of every earlier source model
-    assert budget.pretrain_args("hybrid")[-2:] == ["--lambda-image", "1.0"]
+    assert option_values(budget.pretrain_args("hybrid")) == {"--clean-fraction": "0.5", "--lambda-image": "1.0",
+                                                             "--sigma-log-mean": "-1.2"}
     weighted = label_efficiency.replace(budget, lambda_image=4.0)
     assert weighted.pretrain_tag("hybrid") == "clean0.5-lambda4"
-    assert weighted.pretrain_args("hybrid")[-2:] == ["--lambda-image", "4.0"]
+    assert option_values(weighted.pretrain_args("hybrid"))["--lambda-image"] == "4.0"
     assert weighted.pretrain_args("supervised") == []
+
+
+def test_the_noise_levels_of_hybrid_pretraining_name_its_checkpoint_and_reach_pretraining():
+    lower = label_efficiency.FULL.overridden(sigma_log_mean=-2.0)
+    chase = lower.for_pair_name("retina-drive-chase")
+    assert chase.pretrain_tag("hybrid") == "clean0.5-lambda0.25-logsigma-2"
+    assert option_values(chase.pretrain_args("hybrid"))["--sigma-log-mean"] == "-2.0"
+    assert chase.pretrain_tag("diffusion") == "" and chase.pretrain_args("supervised") == []  # hybrid's alone
+
+
+def option_values(args: list[str]) -> dict[str, str]:
+    return dict(zip(args[::2], args[1::2]))
 
 
 def test_longer_or_inverted_pretraining_names_every_pretrained_arm_and_reaches_pretraining(tmp_path):
