@@ -232,11 +232,12 @@ def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reache
 
 
 def test_the_noise_levels_of_hybrid_pretraining_name_its_checkpoint_and_reach_pretraining():
-    lower = label_efficiency.FULL.overridden(sigma_log_mean=-2.0)
-    chase = lower.for_pair_name("retina-drive-chase")
-    assert chase.pretrain_tag("hybrid") == "clean0.5-lambda0.25-logsigma-2"
+    chase = label_efficiency.FULL.for_pair_name("retina-drive-chase")
+    assert chase.pretrain_tag("hybrid") == "clean0.5-lambda0.25-logsigma-2"  # chosen on CHASE validation
     assert option_values(chase.pretrain_args("hybrid"))["--sigma-log-mean"] == "-2.0"
     assert chase.pretrain_tag("diffusion") == "" and chase.pretrain_args("supervised") == []  # hybrid's alone
+    flagged = label_efficiency.FULL.overridden(sigma_log_mean=-3.0)
+    assert flagged.for_pair_name("dsb2018-fluorescence-histology").pretrain_tag("hybrid") == "clean0.5-invert0.5-logsigma-3"
 
 
 def option_values(args: list[str]) -> dict[str, str]:
@@ -268,12 +269,12 @@ def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrid
     chase = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
     histology = label_efficiency.Pair(tmp_path / "dsb2018", "fluorescence", "histology")
     full = label_efficiency.FULL
-    assert full.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25"
-    assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25"
+    assert full.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25-logsigma-2"
+    assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25-logsigma-2"
     assert full.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5"
     assert full.overridden(invert_probability=0.0).for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5"
     flagged = full.overridden(lambda_image=4.0, seeds=2)
-    assert flagged.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda4"
+    assert flagged.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda4-logsigma-2"
     assert flagged.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda4"
     assert full.overridden(seeds=2).for_pair_name(chase.name).lambda_image == 0.25
 
