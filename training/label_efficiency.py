@@ -189,6 +189,9 @@ class Variant:
     # the pretrained model is kept (K = 1: one image gets half); 0: off; None: the pair's chosen K
     finetuned_half_at: float | None = None
     precision: str = "float32"  # of every network arm's fine-tuning (TrainConfig.precision)
+    # every network arm's fine-tuning crop side; None: the budget's. The labelled crops a batch holds shrink with
+    # its area, so that a step sees the budget's pixels and costs what it did
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -201,6 +204,8 @@ class Variant:
             raise ValueError(f"the fine-tuned share of the weights must lie in (0, 1], got {self.finetuned_share}")
         if (self.finetuned_half_at or 0.0) < 0 or (self.finetuned_half_at and self.finetuned_share < 1):
             raise ValueError("the fine-tuned share is either fixed or N / (N + K) with K > 0, not both")
+        if self.crop is not None and self.crop < 16:
+            raise ValueError(f"the fine-tuning crop must be at least 16 pixels a side, got {self.crop}")
 
     def finetuned_share_for(self, n_labels: int) -> float:
         if self.finetuned_half_at and n_labels:  # with no labels nothing is fine-tuned
@@ -221,6 +226,7 @@ class Variant:
                 + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
                 + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else "")
                 + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else "")
+                + (f"+crop{self.crop}" if self.crop else "")
                 + ("+bf16" if self.precision == "bfloat16" else ""))
 
     def on_pair(self, budget: Budget, pair_name: str) -> Variant:
@@ -234,6 +240,12 @@ class Variant:
         if half_at is None:
             half_at = chosen.finetuned_half_at if self.finetuned_share == 1 else 0.0
         return replace(self, finetune_steps=None if steps == budget.finetune_steps else steps, finetuned_half_at=half_at)
+
+    def crop_and_crops(self, budget: Budget) -> tuple[int, int]:
+        """The fine-tuning crop side and the labelled crops a batch holds: the budget's pixels a step at any side."""
+        if not self.crop:
+            return budget.crop, budget.batch_size
+        return self.crop, max(1, round(budget.batch_size * budget.crop**2 / self.crop**2))
 
     def batch(self, labelled_crops: int) -> tuple[int, float]:
         """The fine-tuning batch size and its unlabelled share."""
@@ -397,13 +409,14 @@ def fit_and_score(
     from napari_hybridseg.model.checkpoint import load_checkpoint
     from napari_hybridseg.model.inference import Segmenter
 
+    crop, labelled_crops = variant.crop_and_crops(budget)
     if method == "scratch":
         model, meta = scratch_model(budget.architecture(), seed)  # the pretrained arms' architecture, untrained
-        batch_size, config = budget.batch_size, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
+        batch_size, config = labelled_crops, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
         lr, start_decay = FINETUNE_LR, 0.0  # nothing learnt to keep
     else:
         model, meta = load_checkpoint(checkpoint(method))
-        batch_size, unlabelled_share = variant.batch(budget.batch_size)
+        batch_size, unlabelled_share = variant.batch(labelled_crops)
         config = FinetuneConfig(loss=variant.loss, unlabelled_share=unlabelled_share, head_steps=variant.head_steps,
                                 finetuned_share=variant.finetuned_share_for(len(labelled)))
         lr, start_decay = variant.lr or FINETUNE_LR, variant.start_decay
@@ -412,7 +425,7 @@ def fit_and_score(
     if labelled:
         train_config = default_finetune_train_config(
             steps=variant.finetune_steps or budget.finetune_steps, batch_size=batch_size,
-            crop_size=budget.crop, seed=seed, foreground_share=variant.foreground_share, lr=lr,
+            crop_size=crop, seed=seed, foreground_share=variant.foreground_share, lr=lr,
             start_decay=start_decay, precision=variant.precision,
         )
         model, meta, _ = finetune(model, meta, labelled, train_config, config, unlabelled)
@@ -836,6 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="every network arm's fine-tuning arithmetic: bfloat16 runs the convolutions in bfloat16 "
                         "(faster on a CPU with AVX-512 BF16 or AMX; refused on one without)")
+    p.add_argument("--finetune-crop", type=int,
+                   help=f"every network arm's fine-tuning crop side (default {FULL.crop}); a batch holds fewer crops "
+                        "as they grow, so a step sees as many pixels")
     p.add_argument("--baseline-finetune-steps", type=int,
                    help="compare a fine-tuning variant with plain fine-tuning (no blend) at these steps (default: the "
                         "pair's), e.g. a blend at 50 steps with plain 50-step fine-tuning")
@@ -864,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
                           args.unlabelled_crops, args.head_steps, args.finetune_lr, args.start_decay,
-                          args.finetuned_share, args.finetuned_half_at, args.precision)
+                          args.finetuned_share, args.finetuned_half_at, args.precision, args.finetune_crop)
     except ValueError as error:
         p.error(str(error))
     if args.workers < 1 or args.threads < 1:

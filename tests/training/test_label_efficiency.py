@@ -416,6 +416,35 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
         label_efficiency.main(["--finetune-lr", "0", "--report-only"])
 
 
+def test_a_larger_fine_tuning_crop_reaches_every_network_arm_with_as_many_pixels_a_step(
+    tiny_sample_root, tiny_checkpoint, monkeypatch
+):
+    from napari_hybridseg.data.datasets import load_domain
+    from napari_hybridseg.learn import finetune as finetune_module
+
+    seen = {}
+
+    def recording_finetune(model, meta, labelled, train_config, *rest):
+        seen[meta["method"]] = (train_config.crop_size, train_config.batch_size)
+        return model, meta, []
+
+    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
+    pool = load_domain(tiny_sample_root, "synth", "pool")
+    data = label_efficiency.TargetData(pool, pool[:1])
+    wider = label_efficiency.Variant(crop=128)
+    assert wider.tag == "mask+crop128"
+    budget = label_efficiency.QUICK  # 64² crops, 2 a batch: one 128² crop holds their pixels
+    for method in ("hybrid", "scratch"):
+        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, budget, wider, seed=0)
+    assert seen == {"hybrid": (128, 1), "scratch": (128, 1)}
+    assert label_efficiency.Variant(crop=32).crop_and_crops(budget) == (32, 8)
+    assert label_efficiency.Variant().crop_and_crops(budget) == (budget.crop, budget.batch_size)
+    with pytest.raises(ValueError, match="at least 16"):
+        label_efficiency.Variant(crop=8)
+    with pytest.raises(SystemExit):
+        label_efficiency.main(["--finetune-crop", "4", "--report-only"])
+
+
 def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_root, tiny_checkpoint, monkeypatch):
     from napari_hybridseg.data.datasets import load_domain
     from napari_hybridseg.learn import finetune as finetune_module
