@@ -852,6 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-crop", type=int,
                    help=f"every network arm's fine-tuning crop side (default {FULL.crop}); a batch holds fewer crops "
                         "as they grow, so a step sees as many pixels")
+    p.add_argument("--baseline-precision", choices=PRECISIONS, default="float32",
+                   help="the arithmetic of the plain fine-tuning a variant is compared with (default float32)")
     p.add_argument("--baseline-finetune-steps", type=int,
                    help="compare a fine-tuning variant with plain fine-tuning (no blend) at these steps (default: the "
                         "pair's), e.g. a blend at 50 steps with plain 50-step fine-tuning")
@@ -908,7 +910,8 @@ def main(argv: list[str] | None = None) -> int:
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
-                        Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0))
+                        Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0,
+                                precision=args.baseline_precision))
     print(f"wrote {path}")
     return 0
 

@@ -445,6 +445,27 @@ def test_a_larger_fine_tuning_crop_reaches_every_network_arm_with_as_many_pixels
         label_efficiency.main(["--finetune-crop", "4", "--report-only"])
 
 
+def test_a_bfloat16_variant_is_compared_with_bfloat16_plain_fine_tuning_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(label_efficiency, "native_bfloat16", lambda device: True)
+    work, results, md = tmp_path / "work", tmp_path / "benchmarks" / "results", tmp_path / "BENCHMARKS.md"
+    records = label_efficiency.Records(work / "records.jsonl")
+    wider = label_efficiency.Variant(crop=256, precision="bfloat16")
+    for seed in (0, 1):
+        records.add({**_record("hybrid", 5, seed, 0.70)})  # float32: not the baseline asked for
+        records.add({**_record("hybrid", 5, seed, 0.80), "variant": "mask+bf16"})
+        records.add({**_record("hybrid", 5, seed, 0.83), "variant": wider.tag})
+    common = ["--work", str(work), "--results-dir", str(results), "--benchmarks-md", str(md), "--report-only",
+              "--precision", "bfloat16", "--finetune-crop", "256", "--report-name", "crop"]
+    assert label_efficiency.main([*common, "--baseline-precision", "bfloat16"]) == 0
+    (entry,) = json.loads((results / "crop.json").read_text())
+    (against,) = entry["against_default_fine_tuning"]
+    assert against["mean"] == pytest.approx(0.03)
+    assert "hybrid: mask+crop256+bf16 − mask+bf16" in md.read_text()
+    assert label_efficiency.main(common) == 0
+    (entry,) = json.loads((results / "crop.json").read_text())
+    assert entry["against_default_fine_tuning"][0]["mean"] == pytest.approx(0.13)
+
+
 def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_root, tiny_checkpoint, monkeypatch):
     from napari_hybridseg.data.datasets import load_domain
     from napari_hybridseg.learn import finetune as finetune_module
