@@ -880,9 +880,11 @@ def main(argv: list[str] | None = None) -> int:
     budget = base_budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     try:
-        variant = Variant(args.finetune_loss, args.unlabelled_share, args.foreground_share, args.finetune_steps,
-                          args.unlabelled_crops, args.head_steps, args.finetune_lr, args.start_decay,
-                          args.finetuned_share, args.finetuned_half_at, args.precision, args.finetune_crop)
+        variant = Variant(loss=args.finetune_loss, unlabelled_share=args.unlabelled_share,
+                          foreground_share=args.foreground_share, finetune_steps=args.finetune_steps,
+                          unlabelled_crops=args.unlabelled_crops, head_steps=args.head_steps, lr=args.finetune_lr,
+                          start_decay=args.start_decay, finetuned_share=args.finetuned_share,
+                          finetuned_half_at=args.finetuned_half_at, precision=args.precision, crop=args.finetune_crop)
     except ValueError as error:
         p.error(str(error))
     if args.workers < 1 or args.threads < 1:

@@ -389,21 +389,28 @@ def test_a_head_first_fine_tune_is_recorded_under_its_own_tag():
     assert label_efficiency.Variant(finetune_steps=600, head_steps=50).slug == "mask_steps600_head50"
 
 
-def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and_scratch_at_the_products(
-    tiny_sample_root, tiny_checkpoint, monkeypatch
-):
+def _recorded_fine_tuning(monkeypatch, sample_root, read):
+    """Fine-tuning replaced by a record of ``read(train_config, config)`` per arm: (that record, a pool, its data)."""
     from napari_hybridseg.data.datasets import load_domain
     from napari_hybridseg.learn import finetune as finetune_module
 
-    rates = {}
+    seen = {}
 
-    def recording_finetune(model, meta, labelled, train_config, *rest):
-        rates[meta["method"]] = train_config.lr
+    def recording_finetune(model, meta, labelled, train_config, config, *rest):
+        seen[meta["method"]] = read(train_config, config)
         return model, meta, []
 
     monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
-    pool = load_domain(tiny_sample_root, "synth", "pool")
-    data = label_efficiency.TargetData(pool, pool[:1])
+    pool = load_domain(sample_root, "synth", "pool")
+    return seen, pool, label_efficiency.TargetData(pool, pool[:1])
+
+
+def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and_scratch_at_the_products(
+    tiny_sample_root, tiny_checkpoint, monkeypatch
+):
+    from napari_hybridseg.learn import finetune as finetune_module
+
+    rates, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root, lambda train_config, _: train_config.lr)
     slower = label_efficiency.Variant(lr=1e-4)
     assert slower.tag == "mask+lr0.0001"
     for method in ("hybrid", "scratch"):
@@ -419,18 +426,8 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
 def test_a_larger_fine_tuning_crop_reaches_every_network_arm_with_as_many_pixels_a_step(
     tiny_sample_root, tiny_checkpoint, monkeypatch
 ):
-    from napari_hybridseg.data.datasets import load_domain
-    from napari_hybridseg.learn import finetune as finetune_module
-
-    seen = {}
-
-    def recording_finetune(model, meta, labelled, train_config, *rest):
-        seen[meta["method"]] = (train_config.crop_size, train_config.batch_size)
-        return model, meta, []
-
-    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
-    pool = load_domain(tiny_sample_root, "synth", "pool")
-    data = label_efficiency.TargetData(pool, pool[:1])
+    seen, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root,
+                                             lambda train_config, _: (train_config.crop_size, train_config.batch_size))
     wider = label_efficiency.Variant(crop=128)
     assert wider.tag == "mask+crop128"
     budget = label_efficiency.QUICK  # 64² crops, 2 a batch: one 128² crop holds their pixels
@@ -451,7 +448,7 @@ def test_a_bfloat16_variant_is_compared_with_bfloat16_plain_fine_tuning_when_ask
     records = label_efficiency.Records(work / "records.jsonl")
     wider = label_efficiency.Variant(crop=256, precision="bfloat16")
     for seed in (0, 1):
-        records.add({**_record("hybrid", 5, seed, 0.70)})  # float32: not the baseline asked for
+        records.add(_record("hybrid", 5, seed, 0.70))  # float32: not the baseline asked for
         records.add({**_record("hybrid", 5, seed, 0.80), "variant": "mask+bf16"})
         records.add({**_record("hybrid", 5, seed, 0.83), "variant": wider.tag})
     common = ["--work", str(work), "--results-dir", str(results), "--benchmarks-md", str(md), "--report-only",
@@ -467,18 +464,8 @@ def test_a_bfloat16_variant_is_compared_with_bfloat16_plain_fine_tuning_when_ask
 
 
 def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_root, tiny_checkpoint, monkeypatch):
-    from napari_hybridseg.data.datasets import load_domain
-    from napari_hybridseg.learn import finetune as finetune_module
-
-    seen = {}
-
-    def recording_finetune(model, meta, labelled, train_config, config, *rest):
-        seen[meta["method"]] = (train_config.start_decay, config.finetuned_share)
-        return model, meta, []
-
-    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
-    pool = load_domain(tiny_sample_root, "synth", "pool")
-    data = label_efficiency.TargetData(pool, pool[:1])
+    seen, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root,
+                                             lambda train_config, config: (train_config.start_decay, config.finetuned_share))
     near = label_efficiency.Variant(finetune_steps=50, start_decay=10.0, finetuned_share=0.5)
     assert near.tag == "mask+steps50+l2sp10+wise0.5"
     for method in ("hybrid", "scratch"):
