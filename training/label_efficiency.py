@@ -86,6 +86,9 @@ class Budget:
     sigma_log_mean: float = -1.2  # mean of log σ for hybrid pretraining's noised crops (EDM's log-normal)
     diffusion_clean_fraction: float = 0.0  # share of each diffusion pretraining batch at σ_min
     pretrain_scale: float = 1.0  # every pretrained arm's steps, as a multiple of ``pretrain_steps``
+    # every pretrained arm's pretraining seed (weights, crops, noise): other seeds measure how much of an arm's
+    # score is its one source model's luck, which the intervals over fine-tuning seeds and test images leave out
+    pretrain_seed: int = 0
     # K > 0: the pretrained arms keep the share N / (N + K) of their fine-tuned weights (``Variant.finetuned_half_at``)
     finetuned_half_at: float = 0.0
     # settings chosen on a pair's validation protocol, by data set folder name (``retina``) or by pair name
@@ -128,17 +131,21 @@ class Budget:
             parts.append(f"logsigma{self.sigma_log_mean:g}")
         if self.pretrain_scale != 1.0:
             parts.append(f"pretrain{self.pretrain_scale:g}x")
+        if self.pretrain_seed:
+            parts.append(f"seed{self.pretrain_seed}")
         return "-".join(parts)
 
     def pretrain_args(self, method: str) -> list[str]:
         """The ``hybridseg pretrain`` options of that setting."""
-        invert = ["--invert-probability", str(self.invert_probability)] if self.invert_probability else []
+        shared = ["--invert-probability", str(self.invert_probability)] if self.invert_probability else []
+        if self.pretrain_seed:
+            shared += ["--seed", str(self.pretrain_seed)]
         if method == "hybrid":
             return ["--clean-fraction", str(self.clean_fraction), "--lambda-image", str(self.lambda_image),
-                    "--sigma-log-mean", str(self.sigma_log_mean), *invert]
+                    "--sigma-log-mean", str(self.sigma_log_mean), *shared]
         if method == "diffusion":
-            return ["--clean-fraction", str(self.diffusion_clean_fraction), *invert]
-        return invert
+            return ["--clean-fraction", str(self.diffusion_clean_fraction), *shared]
+        return shared
 
     @property
     def shown_tags(self) -> dict[str, str]:
@@ -263,7 +270,7 @@ class Variant:
 PRETRAIN_SETTING_NAMES = {"clean_fraction": "clean", "invert_probability": "invert", "lambda_image": "lambda",
                           "sigma_log_mean": "logsigma",
                           "diffusion_clean_fraction": "diffusionclean", "pretrain_scale": "pretrain",
-                          "base_channels": "width"}
+                          "pretrain_seed": "pretrainseed", "base_channels": "width"}
 
 
 def default_section(quick: bool, protocol: str, variant: Variant, base: Budget, budget: Budget,
@@ -820,6 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-scale", type=float,
                    help="every pretrained arm's pretraining steps as a multiple of the pair's default "
                         f"({', '.join(f'{k} {v}' for k, v in FULL.pretrain_steps.items() if k != '*')}; default 1)")
+    p.add_argument("--pretrain-seed", type=int,
+                   help="every pretrained arm's pretraining seed (default 0; another seed pretrains source models "
+                        "of its own, tag seedK, to measure how much a result owes to one source model)")
     p.add_argument("--base-channels", type=int,
                    help=f"model width for every arm (default {FULL.base_channels}); use its own --work folder")
     p.add_argument("--finetune-loss", choices=["mask", "hybrid"], default="mask")
@@ -876,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
                  "invert_probability": args.invert_probability, "base_channels": args.base_channels,
                  "diffusion_clean_fraction": args.diffusion_clean_fraction, "lambda_image": args.lambda_image,
                  "sigma_log_mean": args.sigma_log_mean,
-                 "pretrain_scale": args.pretrain_scale}
+                 "pretrain_scale": args.pretrain_scale, "pretrain_seed": args.pretrain_seed}
     budget = base_budget.overridden(**{k: v for k, v in overrides.items() if v is not None and v != ()})
     pairs = [replace(pr, source_split=args.source_split) for pr in (args.pair or default_pairs(args.data_root))]
     try:
