@@ -740,9 +740,12 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
 
 
 def write_report(records: Records, protocol: str, variant: Variant, budget: Budget, args_line: str,
-                 results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant(finetuned_half_at=0.0)) -> Path:
+                 results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant(finetuned_half_at=0.0),
+                 keep_every_record: bool = True) -> Path:
     """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default plain fine-tuning, no
-    blend, at each pair's steps)."""
+    blend, at each pair's steps). ``keep_every_record``: the records saved beside the results are the whole work
+    folder's (the main report's, which a new machine's work folder is rebuilt from), else only those of the
+    report's pairs under its protocol."""
     by_pair = report_rows(records.rows, protocol, variant, budget)
     default_by_pair = report_rows(records.rows, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
@@ -786,7 +789,8 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
                         f"{origin}\n\n" + pair_markdown(pair_rows, list(ARMS)) + extra)
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1) + "\n")
-    report.save_records(records.rows, results_dir, section)
+    report.save_records(records.rows if keep_every_record else
+                        [r for r in records.rows if r["pair"] in by_pair and r["protocol"] == protocol], results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
     pretraining = (f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
                    f"model{'s' * (len(pretrain_times) != 1)} this work folder holds" if pretrain_times
@@ -923,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
                         Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0,
-                                precision=args.baseline_precision))
+                                precision=args.baseline_precision),
+                        keep_every_record=section == "label_efficiency" + ("_quick" if args.quick else ""))
     print(f"wrote {path}")
     return 0
 

@@ -81,6 +81,22 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert "label_efficiency_quick_mask_foreground0.5_steps3:start" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
+def test_a_named_report_keeps_the_records_of_its_pairs_and_protocol_and_the_main_one_every_record(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    records.add(_record("hybrid", 5, 0, 0.8))
+    records.add({**_record("hybrid", 5, 0, 0.7), "protocol": "validation"})
+    records.add({**_record("hybrid", 5, 0, 0.6), "pair": "other-c-d"})
+    md = tmp_path / "BENCHMARKS.md"
+    for section, keep_every_record in (("named", False), ("label_efficiency", True)):
+        label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL, "cmd",
+                                      results, md, section, keep_every_record=keep_every_record)
+    kept = {name: [json.loads(line)["dice"] for line in (results / f"{name}_records.jsonl").read_text().splitlines()]
+            for name in ("named", "label_efficiency")}
+    assert kept["named"] == [0.8, 0.6]  # both pairs' test runs; not the validation one
+    assert sorted(kept["label_efficiency"]) == [0.6, 0.7, 0.8]
+
+
 def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = None) -> dict:
     return {"pair": "root-a-b", "protocol": "test", "variant": "mask", "method": method,
             "pretrain": pretrain if pretrain is not None else "clean0.5" if method == "hybrid" else "",
