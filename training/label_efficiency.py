@@ -36,7 +36,7 @@ from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -741,12 +741,14 @@ def machines_line(rows: list[dict[str, Any]], rebuilt_on: str) -> str:
 
 def write_report(records: Records, protocol: str, variant: Variant, budget: Budget, args_line: str,
                  results_dir: Path, benchmarks_md: Path, section: str, baseline: Variant = Variant(finetuned_half_at=0.0),
-                 keep_every_record: bool = True) -> Path:
+                 only_pairs: Collection[str] | None = None) -> Path:
     """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default plain fine-tuning, no
-    blend, at each pair's steps). ``keep_every_record``: the records saved beside the results are the whole work
-    folder's (the main report's, which a new machine's work folder is rebuilt from), else only those of the
-    report's pairs under its protocol."""
-    by_pair = report_rows(records.rows, protocol, variant, budget)
+    blend, at each pair's steps). ``only_pairs``: the pairs a named report is of (the ones its command ran; a pair
+    where the report's setting never ran would show another setting under the arm's name), whose records under its
+    protocol it keeps; None (the main report): every pair and every record of the work folder, which a new machine's
+    work folder is rebuilt from."""
+    by_pair = {pair: shown for pair, shown in report_rows(records.rows, protocol, variant, budget).items()
+               if only_pairs is None or pair in only_pairs}
     default_by_pair = report_rows(records.rows, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
@@ -789,7 +791,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
                         f"{origin}\n\n" + pair_markdown(pair_rows, list(ARMS)) + extra)
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1) + "\n")
-    report.save_records(records.rows if keep_every_record else
+    report.save_records(records.rows if only_pairs is None else
                         [r for r in records.rows if r["pair"] in by_pair and r["protocol"] == protocol], results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
     pretraining = (f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
@@ -928,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
                         Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0,
                                 precision=args.baseline_precision),
-                        keep_every_record=section == "label_efficiency" + ("_quick" if args.quick else ""))
+                        only_pairs=None if section == "label_efficiency" + ("_quick" if args.quick else "")
+                        else {pr.name for pr in pairs} if args.pair else {r["pair"] for r in records.rows})
     print(f"wrote {path}")
     return 0
 

@@ -56,7 +56,7 @@ def compare(rows: list[dict[str, Any]], pair: str, protocol: str, arms: tuple[st
                   "difference": str(paired_bootstrap(a[i], b[i]))} for i, k in enumerate(models)]
     pooled = paired_bootstrap_over_source_models(a, b)
     arm_means = {m: x.mean(axis=(1, 2)) for m, x in zip(arms, (a, b))}
-    machines = sorted({str(x[k][s].get("machine", "not recorded")) for x in (first, second) for k in models for s in seeds})
+    machines = sorted({str(x[k][s].get("machine", "older runs whose records did not name their machine")) for x in (first, second) for k in models for s in seeds})
     return {
         "pair": pair, "protocol": protocol, "n_labels": n_labels, "arms": list(arms), "finetune_seeds": seeds,
         "machines": machines,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     body = ("Each arm pretrained with several seeds (`--pretrain-seed`), every other setting the pair's chosen one; "
             "the same fine-tuning seeds (labelled images) and test images for every source model. Per seed: "
             "paired interval over fine-tuning seeds and test images; over all seeds: the mean of the differences, "
-            "with a bootstrap that resamples the source models too (coarse with three), and each arm's spread "
+            "with a bootstrap that resamples the source models too (coarse with so few), and each arm's spread "
             "between its source models.\n\n"
             + "\n\n".join(markdown(r) for r in results)
             + f"\n\nCommand: `{command}`  \nRuns made on: {'; '.join(machines)}  \n"

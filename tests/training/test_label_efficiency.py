@@ -81,20 +81,25 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert "label_efficiency_quick_mask_foreground0.5_steps3:start" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
-def test_a_named_report_keeps_the_records_of_its_pairs_and_protocol_and_the_main_one_every_record(tmp_path):
+def test_a_named_report_is_of_its_own_pairs_and_keeps_their_records_and_the_main_one_every_record(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
     records.add(_record("hybrid", 5, 0, 0.8))
     records.add({**_record("hybrid", 5, 0, 0.7), "protocol": "validation"})
-    records.add({**_record("hybrid", 5, 0, 0.6), "pair": "other-c-d"})
+    records.add({**_record("hybrid", 5, 0, 0.6), "pair": "other-c-d", "target": "d"})
     md = tmp_path / "BENCHMARKS.md"
-    for section, keep_every_record in (("named", False), ("label_efficiency", True)):
+    for section, only_pairs in (("named", {"root-a-b", "other-c-d"}), ("label_efficiency", None)):
         label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL, "cmd",
-                                      results, md, section, keep_every_record=keep_every_record)
+                                      results, md, section, only_pairs=only_pairs)
+    assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md",
+                                  str(md), "--report-only", "--pair", "data/other:c:d", "--report-name", "one_pair"]) == 0
     kept = {name: [json.loads(line)["dice"] for line in (results / f"{name}_records.jsonl").read_text().splitlines()]
-            for name in ("named", "label_efficiency")}
+            for name in ("named", "one_pair", "label_efficiency")}
     assert kept["named"] == [0.8, 0.6]  # both pairs' test runs; not the validation one
+    assert kept["one_pair"] == [0.6]
     assert sorted(kept["label_efficiency"]) == [0.6, 0.7, 0.8]
+    assert [e["target"] for e in json.loads((results / "one_pair.json").read_text())] == ["d"]
+    assert "### a → b" not in md.read_text().split("<!-- one_pair:start -->")[1].split("<!-- one_pair:end -->")[0]
 
 
 def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = None) -> dict:
