@@ -745,7 +745,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default plain fine-tuning, no
     blend, at each pair's steps). ``only_pairs``: the pairs a named report is of (the ones its command ran; a pair
     where the report's setting never ran would show another setting under the arm's name), whose records under its
-    protocol it keeps; None (the main report): every pair and every record of the work folder, which a new machine's
+    protocol it keeps, with those of the pairs its earlier report holds and this one carries over; None (the main report): every pair and every record of the work folder, which a new machine's
     work folder is rebuilt from."""
     by_pair = {pair: shown for pair, shown in report_rows(records.rows, protocol, variant, budget).items()
                if only_pairs is None or pair in only_pairs}
@@ -754,6 +754,7 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     info = report.machine()
     json_path = results_dir / f"{section}.json"
     out = earlier_entries(json_path, {(r["source"], r["target"]) for r in rows})
+    carried = {(e["source"], e["target"]) for e in out}
     reported = [(e, [{**r, "n_pool": e["n_pool"]} for r in e["results"]],
                  f"Carried over from an earlier report (`{e['command']}`; {report.machine_line(e['machine'])}).", "")
                 for e in out]
@@ -792,7 +793,8 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1) + "\n")
     report.save_records(records.rows if only_pairs is None else
-                        [r for r in records.rows if r["pair"] in by_pair and r["protocol"] == protocol], results_dir, section)
+                        [r for r in records.rows if r["protocol"] == protocol
+                         and (r["pair"] in by_pair or (r["source"], r["target"]) in carried)], results_dir, section)
     run_seconds = sum(r["seconds"] for r in rows)
     pretraining = (f"plus {sum(pretrain_times) / 3600:.2f} h of pretraining the {len(pretrain_times)} source "
                    f"model{'s' * (len(pretrain_times) != 1)} this work folder holds" if pretrain_times

@@ -96,10 +96,16 @@ def test_a_named_report_is_of_its_own_pairs_and_keeps_their_records_and_the_main
     kept = {name: [json.loads(line)["dice"] for line in (results / f"{name}_records.jsonl").read_text().splitlines()]
             for name in ("named", "one_pair", "label_efficiency")}
     assert kept["named"] == [0.8, 0.6]  # both pairs' test runs; not the validation one
-    assert kept["one_pair"] == [0.6]
     assert sorted(kept["label_efficiency"]) == [0.6, 0.7, 0.8]
     assert [e["target"] for e in json.loads((results / "one_pair.json").read_text())] == ["d"]
     assert "### a → b" not in md.read_text().split("<!-- one_pair:start -->")[1].split("<!-- one_pair:end -->")[0]
+    assert kept["one_pair"] == [0.6]
+
+    assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md",
+                                  str(md), "--report-only", "--pair", "data/root:a:b", "--report-name", "one_pair"]) == 0
+    assert sorted(e["target"] for e in json.loads((results / "one_pair.json").read_text())) == ["b", "d"]  # d carried over
+    assert sorted(json.loads(line)["dice"] for line in (results / "one_pair_records.jsonl").read_text().splitlines()) \
+        == [0.6, 0.8]
 
 
 def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = None) -> dict:
