@@ -190,6 +190,7 @@ class Variant:
     unlabelled_crops: int = 0  # unlabelled pool crops added to each batch (denoising only): the labelled ones stay as many
     head_steps: int = 0  # of the pretrained arms' fine-tuning steps, the first ones on the output convolution alone
     lr: float | None = None  # the pretrained arms' fine-tuning learning rate; None: the product's
+    scratch_lr: float | None = None  # scratch's, chosen apart (a rate that suits a start may not suit random weights)
     start_decay: float = 0.0  # the pretrained arms' pull toward their starting weights (L2-SP; TrainConfig)
     finetuned_share: float = 1.0  # of the pretrained arms' returned weights, the fine-tuned share (WiSE-FT; FinetuneConfig)
     # K > 0: with N labelled images the fine-tuned share is N / (N + K) instead, so the fewer the labels, the more of
@@ -203,8 +204,9 @@ class Variant:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"the fine-tuning learning rate must be positive, got {self.lr}")
+        for rate in (self.lr, self.scratch_lr):
+            if rate is not None and not rate > 0:
+                raise ValueError(f"the fine-tuning learning rate must be positive, got {rate}")
         if self.start_decay < 0:
             raise ValueError(f"the pull toward the starting weights must not be negative, got {self.start_decay}")
         if not 0 < self.finetuned_share <= 1:
@@ -230,6 +232,7 @@ class Variant:
                 + (f"+denoise{self.unlabelled_crops}crops" if self.unlabelled_crops else "")
                 + (f"+head{self.head_steps}" if self.head_steps else "")
                 + (f"+lr{self.lr:g}" if self.lr else "")
+                + (f"+scratchlr{self.scratch_lr:g}" if self.scratch_lr else "")
                 + (f"+l2sp{self.start_decay:g}" if self.start_decay else "")
                 + (f"+wise{self.finetuned_share:g}" if self.finetuned_share < 1 else "")
                 + (f"+wisek{self.finetuned_half_at:g}" if self.finetuned_half_at else "")
@@ -420,7 +423,7 @@ def fit_and_score(
     if method == "scratch":
         model, meta = scratch_model(budget.architecture(), seed)  # the pretrained arms' architecture, untrained
         batch_size, config = labelled_crops, FinetuneConfig()  # no pretext to continue: the mask loss on labelled images
-        lr, start_decay = FINETUNE_LR, 0.0  # nothing learnt to keep
+        lr, start_decay = variant.scratch_lr or FINETUNE_LR, 0.0  # nothing learnt to keep
     else:
         model, meta = load_checkpoint(checkpoint(method))
         batch_size, unlabelled_share = variant.batch(labelled_crops)
@@ -854,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(linear probing, then fine-tuning; default 0)")
     p.add_argument("--finetune-lr", type=float,
                    help="the pretrained arms' fine-tuning learning rate (default: the product's, as scratch's)")
+    p.add_argument("--scratch-lr", type=float,
+                   help="scratch's fine-tuning learning rate (default: the product's); a variant's tag names it, so "
+                        "give it with --arms scratch alone")
     p.add_argument("--start-decay", type=float, default=0.0,
                    help="the pretrained arms' pull toward their starting weights: each step moves every weight "
                         "lr × this toward its start (L2-SP; default 0)")
@@ -901,6 +907,7 @@ def main(argv: list[str] | None = None) -> int:
         variant = Variant(loss=args.finetune_loss, unlabelled_share=args.unlabelled_share,
                           foreground_share=args.foreground_share, finetune_steps=args.finetune_steps,
                           unlabelled_crops=args.unlabelled_crops, head_steps=args.head_steps, lr=args.finetune_lr,
+                          scratch_lr=args.scratch_lr,
                           start_decay=args.start_decay, finetuned_share=args.finetuned_share,
                           finetuned_half_at=args.finetuned_half_at, precision=args.precision, crop=args.finetune_crop)
     except ValueError as error:

@@ -432,7 +432,7 @@ def _recorded_fine_tuning(monkeypatch, sample_root, read):
     return seen, pool, label_efficiency.TargetData(pool, pool[:1])
 
 
-def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and_scratch_at_the_products(
+def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and_scratch_at_its_own(
     tiny_sample_root, tiny_checkpoint, monkeypatch
 ):
     from napari_hybridseg.learn import finetune as finetune_module
@@ -444,8 +444,14 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
         label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
                                        slower, seed=0)
     assert rates == {"hybrid": 1e-4, "scratch": finetune_module.FINETUNE_LR}
-    with pytest.raises(ValueError, match="must be positive"):
-        label_efficiency.Variant(lr=-1e-3)
+    scratch_faster = label_efficiency.Variant(scratch_lr=3e-3)
+    assert scratch_faster.tag == "mask+scratchlr0.003"
+    label_efficiency.fit_and_score("scratch", pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                                   scratch_faster, seed=0)
+    assert rates["scratch"] == 3e-3
+    for rates_given in ({"lr": -1e-3}, {"scratch_lr": 0.0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            label_efficiency.Variant(**rates_given)
     with pytest.raises(SystemExit):
         label_efficiency.main(["--finetune-lr", "0", "--report-only"])
 
