@@ -748,11 +748,11 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     """``baseline``: the fine-tuning a variant's runs are compared with, paired (by default plain fine-tuning, no
     blend, at each pair's steps). ``only_pairs``: the pairs a named report is of (the ones its command ran; a pair
     where the report's setting never ran would show another setting under the arm's name), whose records under its
-    protocol it keeps, with those of the pairs its earlier report holds and this one carries over; None (the main report): every pair and every record of the work folder, which a new machine's
-    work folder is rebuilt from."""
-    by_pair = {pair: shown for pair, shown in report_rows(records.rows, protocol, variant, budget).items()
-               if only_pairs is None or pair in only_pairs}
-    default_by_pair = report_rows(records.rows, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
+    protocol it keeps, with those of the pairs it carries over from its earlier report; None (the main report):
+    every pair and every record of the work folder, which a new machine's work folder is rebuilt from."""
+    of_report = [r for r in records.rows if only_pairs is None or r["pair"] in only_pairs]
+    by_pair = report_rows(of_report, protocol, variant, budget)
+    default_by_pair = report_rows(of_report, protocol, baseline, budget)  # a pair's own runs are never paired with themselves
     rows = [r for _, pair_rows in by_pair.values() for r in pair_rows]
     info = report.machine()
     json_path = results_dir / f"{section}.json"
@@ -936,11 +936,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     command = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]  # the one that makes the records
     args_line = "python -m training.label_efficiency " + " ".join(shlex.quote(a) for a in command)
+    main_report = section == "label_efficiency" + ("_quick" if args.quick else "")
+    named_pairs = {pr.name for pr in pairs} if args.pair else {r["pair"] for r in records.rows}
     path = write_report(records, args.protocol, variant, budget, args_line, args.results_dir, args.benchmarks_md, section,
                         Variant(finetune_steps=args.baseline_finetune_steps, finetuned_half_at=0.0,
                                 precision=args.baseline_precision),
-                        only_pairs=None if section == "label_efficiency" + ("_quick" if args.quick else "")
-                        else {pr.name for pr in pairs} if args.pair else {r["pair"] for r in records.rows})
+                        only_pairs=None if main_report else named_pairs)
     print(f"wrote {path}")
     return 0
 

@@ -56,7 +56,8 @@ def compare(rows: list[dict[str, Any]], pair: str, protocol: str, arms: tuple[st
                   "difference": str(paired_bootstrap(a[i], b[i]))} for i, k in enumerate(models)]
     pooled = paired_bootstrap_over_source_models(a, b)
     arm_means = {m: x.mean(axis=(1, 2)) for m, x in zip(arms, (a, b))}
-    machines = sorted({str(x[k][s].get("machine", "older runs whose records did not name their machine")) for x in (first, second) for k in models for s in seeds})
+    unnamed = "older runs whose records did not name their machine"
+    machines = sorted({str(x[k][s].get("machine", unnamed)) for x in (first, second) for k in models for s in seeds})
     return {
         "pair": pair, "protocol": protocol, "n_labels": n_labels, "arms": list(arms), "finetune_seeds": seeds,
         "machines": machines,
