@@ -13,7 +13,7 @@ import functools
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 from skimage.measure import label as connected_components
@@ -42,6 +42,33 @@ FOREGROUND_THREADS = min(4, os.cpu_count() or 1)
 RANKING_SCORER: dict[str, Any] = {"samples": 8, "mode": "noise", "metric": "bald", "max_pixels": 128 * 128}
 
 
+class ImageStatus(NamedTuple):
+    """What the list says of an image: its state and the model version its mask came from."""
+
+    state: str  # unlabelled, predicted, edited, accepted or unreadable
+    version: str | None = None  # the model version the mask came from (None: the shipped default)
+    reason: str = ""  # why an unreadable image cannot be used
+    stale: bool = False  # a prediction of another model than the active one
+
+    def describe(self, label: Callable[[str | None], str]) -> str:
+        """E.g. "predicted by v0002", "edited (from shipped default)", "unreadable: <reason>"."""
+        if self.state == "unreadable":
+            return f"unreadable: {self.reason}"
+        if self.state == "unlabelled":
+            return "unlabelled"
+        where = {"predicted": f"predicted by {label(self.version)}", "edited": f"edited, not accepted "
+                 f"(from {label(self.version)})", "accepted": f"accepted (from {label(self.version)})"}
+        return where[self.state] + (" — an older model" if self.stale else "")
+
+
+class Move(NamedTuple):
+    """Where a move goes (None: nowhere to go), why, and the unreadable images it passed over."""
+
+    key: str | None
+    why: str
+    skipped: tuple[str, ...] = ()
+
+
 class ScoringProgress(NamedTuple):
     """One image scored by :meth:`AnnotationSession.score_unaccepted`: ``done`` of ``total``."""
 
@@ -68,6 +95,8 @@ class AnnotationSession:
         self._scorer_lock = threading.Lock()
         self._trained_on: dict[str, frozenset[str]] = {}
         self._position: str | None = None  # where the user is, ahead of the store when moves are not persisted
+        #: images whose file cannot be used → why (found by check_files, or on reading)
+        self.unreadable: dict[str, str] = {}
 
     # -- models -----------------------------------------------------------------------
     @functools.cached_property
@@ -138,10 +167,54 @@ class AnnotationSession:
             self.save_position()
         return key
 
-    def step(self, delta: int, persist: bool = True) -> str:
+    def neighbour(self, delta: int) -> Move:
+        """The readable image ``delta`` (+1 or -1) away in the list, passing over unreadable ones."""
         keys = self.keys()
-        index = keys.index(self.current()) + delta
-        return self.go(keys[max(0, min(len(keys) - 1, index))], persist)
+        index = keys.index(self.current()) if keys else 0
+        skipped = []
+        for key in keys[index + delta::delta] if delta > 0 else keys[:index][::-1]:
+            if key not in self.unreadable:
+                return Move(key, "next in the list" if delta > 0 else "previous in the list", tuple(skipped))
+            skipped.append(key)
+        return Move(None, "the last readable image" if delta > 0 else "the first readable image", tuple(skipped))
+
+    def step(self, delta: int, persist: bool = True) -> str:
+        """Go to the readable image ``delta`` (+1 or -1) away, passing over unreadable ones; stay at either end."""
+        move = self.neighbour(delta)
+        return self.go(move.key if move.key is not None else self.current(), persist)
+
+    # -- checking files ----------------------------------------------------------------
+    def check_files(self) -> Iterator[tuple[str, str | None]]:
+        """Check each image file's header and size (no pixels decoded), for a worker: yields (key, reason)
+        where reason says why the file cannot be used, or is None."""
+        for key in self.keys():
+            reason = self.store.check_file(key)
+            if reason is not None:
+                self.unreadable[key] = reason
+            yield key, reason
+
+    def read_image(self, key: str) -> np.ndarray:
+        """The image's pixels; a file that cannot be read is remembered as unreadable, with the reason."""
+        try:
+            image = self.store.read_image(key)
+        except (OSError, ValueError) as err:
+            self.unreadable[key] = str(err)
+            raise
+        self.unreadable.pop(key, None)
+        return image
+
+    def image_status(self, key: str) -> ImageStatus:
+        """The state shown for ``key`` and the model version its mask came from. Reads no pixels."""
+        if key in self.unreadable:
+            return ImageStatus("unreadable", reason=self.unreadable[key])
+        record = self.store.record(key)
+        if record.state == "accepted":
+            return ImageStatus("accepted", record.mask_model)
+        if record.prediction_model == EDITED:
+            return ImageStatus("edited", record.edited_from)
+        if record.has_prediction:
+            return ImageStatus("predicted", record.prediction_model, stale=record.prediction_model != self.active_version)
+        return ImageStatus("unlabelled")
 
     def save_position(self) -> None:
         """Write the current image to the store, for the next session to resume there."""
@@ -155,12 +228,30 @@ class AnnotationSession:
         if not keys:
             return []
         key = self.current()
-        index = keys.index(key)
-        likely = [keys[min(index + 1, len(keys) - 1)], self.suggest_next(), keys[max(index - 1, 0)]]
+        likely = [self.neighbour(+1).key, self.suggest_next(), self.neighbour(-1).key]
         return [k for k in dict.fromkeys(likely) if k is not None and k != key and self.is_stale(k)]
 
     def unaccepted_keys(self) -> list[str]:
-        return [key for key in self.keys() if self.store.record(key).state != "accepted"]
+        """Readable images not accepted yet (the candidates to label next)."""
+        return [key for key in self.keys() if key not in self.unreadable and self.store.record(key).state != "accepted"]
+
+    def after_accept(self, accepted: str) -> Move:
+        """Where to go once ``accepted`` is accepted, by the setting ``after_accept``: the next unaccepted
+        image in the list (wrapping around), or the most informative one (the suggestion)."""
+        unaccepted = set(self.unaccepted_keys())
+        if not unaccepted:
+            return Move(None, "every image is accepted")
+        if self.settings["after_accept"] == "informative":
+            key = self.suggest_next()
+            score = dict(self.ranking()).get(key)
+            if score is not None:
+                return Move(key, f"the most informative unaccepted image (disagreement {score:.4f} "
+                                 f"by {self.version_label()})")
+            return Move(key, "the next unaccepted image: the images are not ranked yet")
+        keys = self.keys()
+        start = keys.index(accepted) + 1 if accepted in keys else 0
+        key = next(k for k in keys[start:] + keys[:start] if k in unaccepted)
+        return Move(key, "the next unaccepted image in the list")
 
     def suggest_next(self) -> str | None:
         """The unaccepted image to label next: the one the active model's samples disagree on most.
@@ -276,14 +367,21 @@ class AnnotationSession:
         segmenter = self.segmenter(version, foreground)
         return segmenter.predict(image), segmenter.model.n_classes
 
+    def _origin(self, key: str) -> str | None:
+        """The model version the mask shown for ``key`` came from (a draft: the one its edit started from)."""
+        record = self.store.record(key)
+        if record.prediction_model == EDITED:
+            return record.edited_from
+        return record.prediction_model if record.has_prediction else self.active_version
+
     def save_draft(self, key: str, mask: np.ndarray) -> None:
         """Keep an edited, not yet accepted mask so that nothing is lost on navigation."""
         if self.store.record(key).state != "accepted":
-            self.store.save_prediction(key, np.asarray(mask), EDITED)
+            self.store.save_prediction(key, np.asarray(mask), EDITED, edited_from=self._origin(key))
 
     def accept(self, key: str, mask: np.ndarray) -> None:
-        stored = self.store.prediction(key)
-        origin = stored[1] if stored is not None and stored[1] != EDITED else self.active_version
+        record = self.store.record(key)
+        origin = record.mask_model if record.state == "accepted" else self._origin(key)
         self.store.accept(key, np.asarray(mask), from_model=origin)
 
     def is_stale(self, key: str) -> bool:
@@ -374,9 +472,11 @@ class AnnotationSession:
 
     # -- export ------------------------------------------------------------------------
     def export_items(self) -> list[ExportItem]:
+        """The accepted masks with their images; the pixels are read when the export reaches each one."""
         items = []
         for key in self.store.accepted_keys():
             record = self.store.record(key)
-            items.append(ExportItem(key, self.store.read_image(key), self.store.accepted_mask(key), record.file,
-                                    record.mask_model, record.accepted_at))
+            items.append(ExportItem(key, functools.partial(self.store.read_image, key),
+                                    functools.partial(self.store.accepted_mask, key), record.file,
+                                    record.mask_model, record.accepted_at, shape=record.shape))
         return items

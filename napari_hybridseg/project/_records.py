@@ -28,6 +28,7 @@ class ImageRecord:
     shape: tuple[int, ...] | None  # image shape, known once the pixels were read
     prediction_model: str | None  # model version of the stored prediction, if any
     has_prediction: bool
+    edited_from: str | None = None  # for an unaccepted edit: the model version whose prediction was edited
 
 
 def record_from_json(key: str, raw: dict[str, Any]) -> ImageRecord:
@@ -45,6 +46,7 @@ def record_from_json(key: str, raw: dict[str, Any]) -> ImageRecord:
         shape=tuple(shape) if shape else None,
         prediction_model=prediction.get("model") if prediction else None,
         has_prediction=bool(prediction),
+        edited_from=prediction.get("edited_from") if prediction else None,
     )
 
 

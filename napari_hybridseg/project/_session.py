@@ -12,7 +12,9 @@ import zarr
 from ._fs import writing
 from ._records import jsonable, node_name
 
-DEFAULT_SETTINGS: dict[str, Any] = {"refine_every": 5}
+#: after an accept, go to the next unaccepted image in the list, or to the most informative one
+AFTER_ACCEPT = ("next", "informative")
+DEFAULT_SETTINGS: dict[str, Any] = {"refine_every": 5, "after_accept": "next"}
 
 
 def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
@@ -20,6 +22,8 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
         value = changes["refine_every"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"refine_every must be a whole number of accepted images (1 or more), got {value!r}")
+    if "after_accept" in changes and changes["after_accept"] not in AFTER_ACCEPT:
+        raise ValueError(f"after_accept must be one of {', '.join(AFTER_ACCEPT)}, got {changes['after_accept']!r}")
     return jsonable(changes, "settings")
 
 

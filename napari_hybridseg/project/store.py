@@ -32,6 +32,7 @@ import zarr
 from ..data.io import as_2d_image, list_images
 from ..data.io import read_image as _read_image_file
 from ._pixel_cache import ArrayCache, PixelCache
+from ._probe import probe_image_file
 from ._fs import fsync_path, fsync_tree, remove_tree, writing
 from ._layout import (
     PROJECT_SUBDIR,
@@ -253,6 +254,13 @@ class ProjectStore:
             self._update_record(key, shape=list(image.shape), missing=False)
         return image
 
+    def check_file(self, key: str) -> str | None:
+        """Why ``key``'s file cannot be used (from its header and size; no pixels decoded), or None."""
+        rec = self._raw(key)
+        if rec["file"] is None:
+            return None
+        return probe_image_file(self.images_folder / rec["file"])
+
     def _update_record(self, key: str, **fields: Any) -> None:
         with self._lock:
             self._commit({**self._images, key: {**self._raw(key), **fields}})
@@ -262,11 +270,15 @@ class ProjectStore:
         return tuple(shape) if shape else self.read_image(key).shape
 
     # -- predictions and accepted masks ------------------------------------------------
-    def save_prediction(self, key: str, mask: np.ndarray, model_version: str | None) -> None:
-        """Store the latest prediction of ``model_version`` (None: shipped default); accepted stays accepted."""
+    def save_prediction(self, key: str, mask: np.ndarray, model_version: str | None,
+                        edited_from: str | None = None) -> None:
+        """Store the latest prediction of ``model_version`` (None: shipped default); accepted stays accepted.
+        An unaccepted edit is stored here too, with ``edited_from`` the version whose prediction was edited."""
         with self._lock:
             revision, old = self._save_revision("predictions", key, mask, {"key": key, "model_version": model_version})
             info = {"revision": revision, "model": model_version, "at": now_iso()}
+            if edited_from is not None:
+                info["edited_from"] = edited_from
             self._commit({**self._images, key: {**self._raw(key), "prediction": info}}, cleanup=old)
 
     def prediction(self, key: str) -> tuple[np.ndarray, str | None] | None:
