@@ -1,15 +1,22 @@
-"""The active-learning panel: the images the model is least sure about, and its disagreement map layer."""
+"""The suggestions panel: the unaccepted images the active model is least sure about (ranked in the background
+after every model change), going there, and the current image's disagreement map with its colour scale."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-DISAGREEMENT_LAYER = "hybridseg disagreement"
+from ..annotation import AnnotationSession
+from .disagreement_layer import DISAGREEMENT_LAYER, ColourScale, hide_disagreement, show_disagreement
+from .workers import WorkerPool, disagreement_map, freeze_loaded_modules, score_unaccepted
+
+__all__ = ["DISAGREEMENT_LAYER", "SuggestionPanel"]
 TOP_N = 5
+RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
 
 
 class SuggestionPanel(QGroupBox):
@@ -17,9 +24,14 @@ class SuggestionPanel(QGroupBox):
 
     chosen = Signal(str)
 
-    def __init__(self, top: int = TOP_N, parent: QWidget | None = None):
+    def __init__(self, top: int = TOP_N, parent: QWidget | None = None, viewer=None,
+                 pool: WorkerPool | None = None, say: Callable[..., None] | None = None):
         super().__init__("Most informative next (model disagreement)", parent)
-        self.top = top
+        self.top, self.viewer, self.pool, self.say = top, viewer, pool, say
+        self.session: AnnotationSession | None = None
+        self.key: str | None = None
+        self.score_worker = self.map_worker = None
+        self._progress = None
         layout = QVBoxLayout(self)
         self.status = QLabel("Not scored yet")
         self.status.setWordWrap(True)
@@ -32,8 +44,15 @@ class SuggestionPanel(QGroupBox):
         self.list.itemActivated.connect(self._chose)
         self.show_map = QCheckBox("Show disagreement")
         self.show_map.setToolTip("Overlay the current image's per-pixel disagreement across diffusion samples")
-        for widget in (self.status, self.list, self.show_map):
+        self.show_map.toggled.connect(self._show_map_toggled)
+        self.scale = ColourScale()
+        self.scale.hide()
+        for widget in (self.status, self.list, self.show_map, self.scale):
             layout.addWidget(widget)
+        self._ranking_timer = QTimer(self)  # one repaint for several scored images
+        self._ranking_timer.setSingleShot(True)
+        self._ranking_timer.setInterval(RANKING_SHOW_INTERVAL_MS)
+        self._ranking_timer.timeout.connect(self._show_scoring_progress)
 
     def set_ranking(self, ranking: Sequence[tuple[str, float]]) -> None:
         """Show the top of ``ranking``, changing only the rows that differ: rebuilding the list re-lays it
@@ -58,26 +77,81 @@ class SuggestionPanel(QGroupBox):
     def _chose(self, item: QListWidgetItem) -> None:
         self.chosen.emit(item.data(Qt.ItemDataRole.UserRole))
 
+    # -- ranking -----------------------------------------------------------------------
+    def set_session(self, session: AnnotationSession | None) -> None:
+        self._ranking_timer.stop()
+        self.session, self.key = session, None
+        self.score_worker = self.map_worker = self._progress = None
+        self.set_ranking([])
+        self.status.setText("Not scored yet")
 
-def show_disagreement(viewer, pixel_map: np.ndarray) -> None:
-    """Add or update the disagreement layer, just under the mask, leaving the active layer as it was."""
-    if DISAGREEMENT_LAYER in viewer.layers:
-        layer = viewer.layers[DISAGREEMENT_LAYER]
-        layer.data = pixel_map
-        layer.reset_contrast_limits()
-        layer.visible = True
-        return
-    active = viewer.layers.selection.active
-    viewer.add_image(pixel_map, name=DISAGREEMENT_LAYER, colormap="magma", blending="additive", opacity=0.5)
-    if active is not None:
-        viewer.layers.move(viewer.layers.index(DISAGREEMENT_LAYER), viewer.layers.index(active))
-        viewer.layers.selection.active = active  # keep painting on the mask
+    def show_ranking(self) -> None:
+        if self.session is not None:
+            self.set_ranking(self.session.ranking())
 
+    def stop_scoring(self, message: str) -> None:
+        self._ranking_timer.stop()
+        self._progress = None
+        if self.score_worker is not None:
+            self.score_worker.quit()
+            self.score_worker = None
+        self.show_ranking()
+        self.status.setText(message)
 
-def hide_disagreement(viewer, remove: bool = False) -> None:
-    """Hide the layer (e.g. while the next map is computed), or remove it."""
-    if DISAGREEMENT_LAYER in viewer.layers:
-        if remove:
-            viewer.layers.remove(DISAGREEMENT_LAYER)
-        else:
-            viewer.layers[DISAGREEMENT_LAYER].visible = False
+    def start_scoring(self) -> None:
+        """Rank the unaccepted images for the active model in the background; an older run stops."""
+        if self.session is None:
+            return
+        self.stop_scoring(f"Scoring the unaccepted images with {self.session.version_label()}…")
+        worker = create_worker(score_unaccepted, self.session)
+        worker.yielded.connect(lambda progress, worker=worker: self._scored(worker, progress))
+        worker.finished.connect(lambda worker=worker: self._scoring_finished(worker))
+        worker.errored.connect(lambda err: self.say(f"Scoring the images failed: {err}", "error"))
+        self.score_worker = self.pool.start(worker)
+        self.request_map(self.key)  # the map of the new model
+
+    def _scored(self, worker, progress) -> None:
+        if worker is self.score_worker:
+            self._progress = progress
+            if not self._ranking_timer.isActive():
+                self._ranking_timer.start()
+
+    def _show_scoring_progress(self) -> None:
+        progress = self._progress
+        if self.session is None or self.score_worker is None or progress is None:
+            return
+        self.show_ranking()
+        self.status.setText(f"Scored {progress.done}/{progress.total} with {self.session.version_label()}…")
+
+    def _scoring_finished(self, worker) -> None:
+        if worker is self.score_worker:
+            self.score_worker = None
+            self._ranking_timer.stop()
+            freeze_loaded_modules()  # ranking has loaded torch
+            self.show_ranking()
+            self.status.setText(f"Unaccepted images ranked by the disagreement of {self.session.version_label()}.")
+
+    # -- the map -----------------------------------------------------------------------
+    def _show_map_toggled(self, on: bool) -> None:
+        self.scale.setVisible(on)
+        if on:
+            self.request_map(self.key)
+        elif self.viewer is not None:
+            hide_disagreement(self.viewer, remove=True)
+
+    def request_map(self, key: str | None) -> None:
+        """Compute ``key``'s disagreement map in the background, if the map is to be shown."""
+        self.key = key
+        if self.session is None or key is None or not self.show_map.isChecked():
+            return
+        hide_disagreement(self.viewer)  # not the map of another image or model meanwhile
+        self.scale.set_top(None)
+        worker = create_worker(disagreement_map, self.session, key)
+        worker.returned.connect(lambda result, worker=worker: self._map_ready(worker, *result))
+        worker.errored.connect(lambda err: self.say(f"The disagreement map failed: {err}", "error"))
+        self.map_worker = self.pool.start(worker)
+
+    def _map_ready(self, worker, key: str, pixel_map: np.ndarray) -> None:
+        if worker is self.map_worker and key == self.key and self.show_map.isChecked():
+            self.map_worker = None
+            self.scale.set_top(show_disagreement(self.viewer, pixel_map))

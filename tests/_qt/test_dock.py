@@ -1,6 +1,7 @@
 """The whole "label 5 images then refine" workflow, driven as a user would."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,13 @@ def brush_stroke(layer, start, end, label, MouseEvent):
         callbacks(layer, ReadOnlyWrapper(event))
 
 
+def export_and_wait(qtbot, dock, fmt, path):
+    """Export as the buttons do (in a worker) and wait for it to finish; returns the path."""
+    assert dock.export(fmt, path) is not None
+    qtbot.waitUntil(lambda: dock.exports.worker is None, timeout=60_000)
+    return path
+
+
 def wait_for_prediction(qtbot, dock):
     qtbot.waitUntil(lambda: dock.viewer.layers[MASK_LAYER].editable, timeout=60_000)
 
@@ -69,10 +77,10 @@ def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtb
     # the user paints a stroke of label 9 into the prediction, then accepts with the button
     mask_layer = viewer.layers[MASK_LAYER]
     brush_stroke(mask_layer, (20, 20), (20, 60), 9, MouseEvent)
-    assert dock._mask_edited
+    assert dock.annotator.edited
     painted = np.array(mask_layer.data)
     assert (painted[20, 20:60] == 9).all()
-    dock.accept_button.click()
+    dock.images.accept_button.click()
     assert np.array_equal(store.accepted_mask(first), painted)  # saved at once
     assert store.record(first).state == "accepted"
 
@@ -84,13 +92,13 @@ def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtb
     assert len(store.accepted_keys()) == 5
 
     # the fifth acceptance started a background refinement; the viewer stays usable meanwhile
-    assert dock._refine_worker is not None
+    assert dock.refinement.worker is not None
     dock.next_image()
     qtbot.waitUntil(lambda: store.active_model is not None, timeout=180_000)
     version = store.active_model
     # the version is registered in the worker; the dock shows it once the worker reports back
-    qtbot.waitUntil(lambda: dock.model_combo.currentData() == version, timeout=30_000)
-    assert dock.loss_plot.steps, "the loss curve was drawn"
+    qtbot.waitUntil(lambda: dock.model.combo.currentData() == version, timeout=30_000)
+    assert dock.refinement.loss_plot.steps, "the loss curve was drawn"
     trained_on = set(dock.session.segmenter().metadata["finetuning"][-1]["labelled_ids"])
     assert trained_on == set(store.accepted_keys())
 
@@ -102,17 +110,18 @@ def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtb
             assert record.prediction_model == version
     assert np.array_equal(store.accepted_mask(first), painted)
 
-    # export, and read both back
-    zarr_out = dock.export("zarr", tmp_path / "export.zarr")
-    png_out = dock.export("png", tmp_path / "png")
-    assert np.array_equal(read_mask(png_out / f"{first}.png"), painted)
+    # export (in the background), and read both back
+    zarr_out = export_and_wait(qtbot, dock, "zarr", tmp_path / "export.zarr")
+    png_out = export_and_wait(qtbot, dock, "png", tmp_path / "png")
+    assert np.array_equal(read_mask(png_out / f"{Path(first).stem}.png"), painted)
     root = zarr.open_group(str(zarr_out), mode="r")
-    assert set(root.attrs["napari_hybridseg"]["images"]) == set(store.accepted_keys())
-    nodes = list(Reader(parse_url(str(zarr_out / first)))())
+    images = root.attrs["napari_hybridseg"]["images"]
+    assert set(images) == set(store.accepted_keys())
+    field = zarr_out / images[first]["well"] / "0"
+    nodes = list(Reader(parse_url(str(field)))())
     label_node = [n for n in nodes if n.metadata.get("name") == "mask"][0]
     assert np.array_equal(np.asarray(label_node.data[0]), painted)
-    image_node = nodes[0]
-    assert np.asarray(image_node.data[0]).shape == (3, *painted.shape)
+    assert np.asarray(nodes[0].data[0]).shape == (3, *painted.shape)
     position = dock.key
     dock.close_project()
     viewer.close()
@@ -186,7 +195,7 @@ def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, 
     ranking = dock.session.ranking()
     assert dock.suggestions.list.item(0).text().split() == [ranking[0][0], f"{ranking[0][1]:.4f}"]
 
-    dock.suggested_button.click()
+    dock.images.suggested_button.click()
     assert dock.key == ranking[0][0]
 
     # the disagreement map of the image shown, under the mask, which stays the layer being edited
@@ -194,7 +203,8 @@ def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, 
     qtbot.waitUntil(lambda: map_shown(dock, dock.key), timeout=30_000)
     layer = viewer.layers[DISAGREEMENT_LAYER]
     assert layer.data.shape == viewer.layers[IMAGE_LAYER].data.shape[:2]
-    assert layer.colormap.name == "magma" and layer.blending == "additive" and layer.opacity == 0.5
+    assert layer.colormap.name == "hybridseg disagreement" and layer.blending == "translucent"
+    assert viewer.layers[MASK_LAYER].visible, "the mask stays visible over the map"
     assert viewer.layers.index(layer) < viewer.layers.index(MASK_LAYER)
     assert viewer.layers.selection.active is viewer.layers[MASK_LAYER]
 
@@ -205,7 +215,10 @@ def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, 
     assert dock.key == second
     qtbot.waitUntil(lambda: map_shown(dock, second), timeout=30_000)
 
-    # accepting it drops it from the list and moves on to the top image
+    # with "after accept: most informative", accepting it drops it from the list and moves on to the top image
+    combo = dock.images.after_accept
+    combo.setCurrentIndex(combo.findData("informative"))
+    combo.activated.emit(combo.currentIndex())
     wait_for_prediction(qtbot, dock)
     dock.accept()
     assert second not in dock.suggestions.keys()
@@ -259,12 +272,12 @@ def test_refine_is_prepared_off_the_gui_thread_and_cancelling_meanwhile_keeps_th
     dock.start_refine()
     qtbot.waitUntil(lambda: bool(made_on), timeout=10_000)
     assert made_on == [False]
-    assert dock.cancel_button.isEnabled()
+    assert dock.refinement.cancel_button.isEnabled()
     dock.cancel_refine()  # the job has not reached the viewer yet
     release.set()
-    qtbot.waitUntil(lambda: dock._refine_worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: dock.refinement.worker is None, timeout=60_000)
     assert store.active_model is None, "a cancelled refinement activates nothing"
-    assert dock.refine_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert dock.refinement.refine_button.isEnabled() and not dock.refinement.cancel_button.isEnabled()
     dock.close_project()
 
 
@@ -282,23 +295,23 @@ def test_moves_and_strokes_during_a_refinement_ask_the_training_to_give_way(make
     assert asked == [], "no refinement runs: nothing to ask"
     dock.accept()
     dock.start_refine()
-    qtbot.waitUntil(lambda: dock._refine_job is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: dock.refinement.job is not None, timeout=60_000)
     wait_for_prediction(qtbot, dock)
     asked.clear()
     dock.next_image()
-    assert asked == [dock._refine_job]
+    assert asked == [dock.refinement.job]
     wait_for_prediction(qtbot, dock)
     brush_stroke(viewer.layers[MASK_LAYER], (30, 20), (30, 60), 9, MouseEvent)
-    assert len(asked) >= 2 and all(job is dock._refine_job for job in asked)
+    assert len(asked) >= 2 and all(job is dock.refinement.job for job in asked)
     dock.cancel_refine()
-    qtbot.waitUntil(lambda: dock._refine_worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: dock.refinement.worker is None, timeout=120_000)
     dock.close_project()
 
 
 def test_refine_with_nothing_accepted_says_what_to_do(make_napari_viewer, qtbot, image_folder):
     viewer, dock = open_dock(make_napari_viewer, image_folder)
     dock.start_refine()
-    assert dock._refine_worker is None
+    assert dock.refinement.worker is None
     assert "Accept at least one mask" in dock.status.text()
     dock.close_project()
 
@@ -311,7 +324,7 @@ def test_moving_on_copies_into_the_same_layers_and_undo_stays_with_its_image(mak
     image_layer, mask_layer = viewer.layers[IMAGE_LAYER], viewer.layers[MASK_LAYER]
     image_array, mask_array = image_layer.data, mask_layer.data
     brush_stroke(mask_layer, (20, 20), (20, 60), 7, MouseEvent)
-    qtbot.waitUntil(lambda: dock._prefetch_worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: dock.annotator.prefetch_worker is None, timeout=60_000)
     assert not dock.session.is_stale(dock.session.keys()[1]), "predicted ahead: shown at once, layer stays editable"
     dock.next_image()
     assert viewer.layers[IMAGE_LAYER] is image_layer and viewer.layers[MASK_LAYER] is mask_layer
@@ -340,25 +353,25 @@ def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_
     import gc
     import threading
 
-    from napari_hybridseg._qt import dock as dock_module
+    from napari_hybridseg._qt import annotator as annotator_module
 
     viewer, dock = open_dock(make_napari_viewer, image_folder)
     wait_for_prediction(qtbot, dock)
-    qtbot.waitUntil(lambda: dock._prefetch_worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: dock.annotator.prefetch_worker is None, timeout=60_000)
     first = dock.key
     brush_stroke(viewer.layers[MASK_LAYER], (30, 30), (30, 70), 4, MouseEvent)
     edited = np.array(viewer.layers[MASK_LAYER].data)
 
     started, release = threading.Event(), threading.Event()
-    predict = dock_module._predict_mask
+    predict = annotator_module.predict_mask
 
     def slow_predict(session, key):
         started.set()
         release.wait(30)
         return predict(session, key)
 
-    monkeypatch.setattr(dock_module, "_predict_mask", slow_predict)
-    dock._predict_in_background(first)  # as after a refinement, when the image shown is predicted again
+    monkeypatch.setattr(annotator_module, "predict_mask", slow_predict)
+    dock.annotator.predict_in_background(first)  # as after a refinement, when the image shown is predicted again
     assert started.wait(10)
     threading.Timer(0.5, release.set).start()  # finishes while napari is closing
     viewer.close()
@@ -372,7 +385,7 @@ def test_closing_the_viewer_mid_work_keeps_the_edit_and_drops_late_results(make_
 
 def test_an_unaccepted_edit_is_kept_shortly_after_the_stroke(make_napari_viewer, qtbot, image_folder, MouseEvent):
     """Kept without moving on, so that a crash or a power cut a few seconds later loses nothing."""
-    from napari_hybridseg._qt.dock import DRAFT_SAVE_DELAY_MS
+    from napari_hybridseg._qt.annotator import DRAFT_SAVE_DELAY_MS
 
     viewer, dock = open_dock(make_napari_viewer, image_folder)
     wait_for_prediction(qtbot, dock)
@@ -392,7 +405,7 @@ def test_routine_confirmations_stay_in_the_status_line_and_milestones_notify(mak
     first = dock.key
     dock.accept()
     wait_for_prediction(qtbot, dock)  # the next image's status lines still open with the confirmation
-    assert dock.key != first and dock.status.text().startswith(f"Saved the mask of {first}. {dock.key}: ")
+    assert dock.key != first and dock.status.text().startswith(f"Saved the mask of {first}. Now {dock.key}: ")
     assert len(notification_manager.records) == before, "no notification (and its animations) on every accept"
     dock.next_image()
     assert "Saved the mask" not in dock.status.text()
@@ -410,9 +423,9 @@ def test_a_short_window_scrolls_the_dock_instead_of_clipping_it(make_napari_view
     viewer.window._qt_window.resize(1200, 600)
     viewer.window._qt_window.show()
     qtbot.waitUntil(lambda: dock.isVisible() and dock.height() < 600, timeout=10_000)
-    refine_box = dock.loss_plot.parentWidget()
+    refine_box = dock.refinement.loss_plot.parentWidget()
     qtbot.waitUntil(lambda: refine_box.height() >= refine_box.minimumSizeHint().height(), timeout=10_000)
-    plot_bottom = dock.loss_plot.geometry().bottom()
+    plot_bottom = dock.refinement.loss_plot.geometry().bottom()
     assert plot_bottom <= refine_box.contentsRect().bottom()
     assert dock.scroll_area.verticalScrollBar().maximum() > 0
     dock.scroll_area.ensureWidgetVisible(dock.status)
