@@ -22,6 +22,14 @@ class CropSampler:
     objects on a dark ground (fluorescence) also sees dark objects on a bright
     one (stained histology, brightfield).
 
+    ``even_coverage``: crop corners drawn so that every pixel, borders and
+    corners included, lies in a crop equally often. Uniform corners put a
+    corner pixel of a 192² image in about one 96² crop of 9,400, so a
+    correction of a dark vignette corner is hardly ever trained on.
+
+    ``groups``: one group label per sample (its source data set); each group
+    is drawn equally often, whatever its number of images.
+
     ``foreground_share``: the share of crops placed so that they contain a
     foreground pixel drawn at random (as nnU-Net oversamples foreground).
     Where objects cover a few percent of a large image (brightfield nuclei:
@@ -38,6 +46,8 @@ class CropSampler:
         seed: int = 0,
         invert_probability: float = 0.0,
         foreground_share: float = 0.0,
+        even_coverage: bool = False,
+        groups: list[str] | None = None,
     ):
         for name, share in (("invert_probability", invert_probability), ("foreground_share", foreground_share)):
             if not 0.0 <= share <= 1.0:
@@ -48,6 +58,7 @@ class CropSampler:
         self.crop_size = crop_size
         self.invert_probability = invert_probability
         self.foreground_share = foreground_share
+        self.even_coverage = even_coverage
         self.rng = np.random.default_rng(seed)
         self.images = []
         self.masks = []
@@ -65,6 +76,14 @@ class CropSampler:
         # Large images are drawn more often, so that every pixel is seen about equally.
         areas = np.array([m.size for m in self.masks], dtype=np.float64)
         self.weights = areas / areas.sum()
+        if groups is not None:
+            if len(groups) != len(samples):
+                raise ValueError("give one group per sample")
+            labels = np.asarray(groups)
+            for group in np.unique(labels):
+                members = labels == group
+                self.weights[members] = areas[members] / areas[members].sum()
+            self.weights /= self.weights.sum()
 
     def _pad(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = mask.shape
@@ -85,6 +104,8 @@ class CropSampler:
             fy, fx = divmod(int(foreground[self.rng.integers(foreground.size)]), w)
             y = self.rng.integers(max(0, fy - c + 1), min(h - c, fy) + 1)
             x = self.rng.integers(max(0, fx - c + 1), min(w - c, fx) + 1)
+        elif self.even_coverage:
+            y, x = (int(np.clip(self.rng.integers(1 - c, side), 0, side - c)) for side in (h, w))
         else:
             y, x = self.rng.integers(0, h - c + 1), self.rng.integers(0, w - c + 1)
         img = image[:, y : y + c, x : x + c].astype(np.float32)

@@ -95,6 +95,7 @@ def finetune(
         sigma_data=tuned.sigma_data,
         invert_probability=train_config.invert_probability,
         foreground_share=train_config.foreground_share,
+        even_coverage=train_config.even_coverage,
     )
     labelled_crops = CropSampler(labelled, seed=train_config.seed, **sampler_args)
     n_unlabelled = int(round(config.unlabelled_share * train_config.batch_size)) if unlabelled else 0

@@ -57,8 +57,12 @@ def pretrain(
     rank: int = 0,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     on_log: Callable[[StepLog], None] | None = None,
+    groups: list[str] | None = None,
 ) -> PretrainResult:
     """Train a fresh model on labelled source samples.
+
+    ``groups``: each sample's source data set, for a model pretrained on several
+    sources at once; each source is then drawn equally often.
 
     ``wrap`` lets a caller put the model in DistributedDataParallel; each
     rank draws its own crops (seeded by rank) from the same samples.
@@ -75,6 +79,8 @@ def pretrain(
         seed=train_config.seed + 7919 * rank,
         invert_probability=train_config.invert_probability,
         foreground_share=train_config.foreground_share,
+        even_coverage=train_config.even_coverage,
+        groups=groups,
     )
     trained = wrap(model) if wrap is not None else model
     loss = HybridLoss(loss_config, sigma_data=model_config.sigma_data)

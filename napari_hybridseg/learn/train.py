@@ -55,6 +55,7 @@ class TrainConfig:
     log_every: int = 10
     invert_probability: float = 0.0  # share of training crops with inverted intensities (see CropSampler)
     foreground_share: float = 0.0  # share of training crops placed around a foreground pixel (see CropSampler)
+    even_coverage: bool = False  # crops cover border and corner pixels as often as the rest (see CropSampler)
     # each step also pulls every weight toward its value at the start by lr × start_decay: decoupled L2-SP
     # (Li et al., 2018), so that fine-tuning on one or two images cannot wander far from the pretrained model
     start_decay: float = 0.0

@@ -525,3 +525,44 @@ def test_a_png_claiming_a_huge_size_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ImageReadError, match="bomb.png is .*larger than|bomb.png is 20000 × 20000"):
         read_image(path)
+
+
+def _pixel_coverage(even_coverage: bool, n_crops: int = 3000, side: int = 40, crop: int = 16) -> np.ndarray:
+    """How often each pixel of a ``side``² image lies in a crop: its labels are the pixel ids, read back from the
+    crops' masks."""
+    ids = np.arange(side * side).reshape(side, side)
+    sample = Sample("ids", np.zeros((side, side), np.uint8), ids)
+    sampler = CropSampler([sample], 1, side * side, crop_size=crop, seed=0, even_coverage=even_coverage)
+    _, masks = sampler.batch(n_crops)
+    return np.bincount(masks.numpy().ravel(), minlength=side * side).reshape(side, side) / n_crops
+
+
+def test_even_coverage_crops_reach_corners_as_often_as_the_middle():
+    uniform, even = _pixel_coverage(False), _pixel_coverage(True)
+    assert uniform[0, 0] < 0.01 and uniform[20, 20] > 0.25
+    for corner in (even[0, 0], even[0, -1], even[-1, 0], even[-1, -1]):
+        assert corner == pytest.approx(even[20, 20], rel=0.35)
+    expected = (16 / (40 + 16 - 1)) ** 2  # every pixel: a crop side over the positions a crop corner is drawn from
+    assert even.mean() == pytest.approx(16**2 / 40**2, rel=0.02) and even[20, 20] == pytest.approx(expected, rel=0.3)
+
+
+def test_a_corrected_corner_is_trained_on_more_often_with_even_coverage():
+    labels = np.zeros((40, 40), np.uint8)
+    labels[:5, :5] = 1  # the user corrected a dark vignette corner
+    sample = Sample("corner", np.zeros((40, 40), np.uint8), labels)
+
+    def share_with_corner(even: bool) -> float:
+        _, masks = CropSampler([sample], 1, 2, crop_size=16, seed=2, even_coverage=even).batch(1000)
+        return float((masks.flatten(1).sum(1) > 0).float().mean())
+
+    assert share_with_corner(True) > 2 * share_with_corner(False)
+
+
+def test_groups_are_drawn_equally_often_whatever_their_size():
+    big = [Sample(f"b{i}", np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8)) for i in range(9)]
+    small = [Sample("s0", np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8))]
+    sampler = CropSampler(big + small, 1, 2, crop_size=16, groups=["big"] * 9 + ["small"])
+    assert sampler.weights[-1] == pytest.approx(0.5)
+    assert sampler.weights[:9].sum() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one group per sample"):
+        CropSampler(big, 1, 2, crop_size=16, groups=["big"])
