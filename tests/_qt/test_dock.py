@@ -1,13 +1,10 @@
 """The whole "label 5 images then refine" workflow, driven as a user would."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from napari.utils._proxies import ReadOnlyWrapper
-from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from qtpy.QtCore import Qt
@@ -17,51 +14,7 @@ from napari_hybridseg._qt.suggestions import DISAGREEMENT_LAYER
 from napari_hybridseg.annotation import EDITED, AnnotationSession
 from napari_hybridseg.data.io import read_mask
 from napari_hybridseg.project import ProjectStore
-from napari_hybridseg.resources import SAMPLE_DOMAIN, sample_data_root
-
-FAST_REFINE = {"refine_steps": 6, "refine_batch_size": 2, "refine_crop": 64}
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """Seven images of the bundled sample in a folder of their own."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for path in sorted((sample_data_root() / SAMPLE_DOMAIN / "images").glob("*.png"))[:7]:
-        shutil.copy(path, folder / path.name)
-    return folder
-
-
-def brush_stroke(layer, start, end, label, MouseEvent):
-    """Press, drag and release with the paint brush, as napari's mouse bindings see it."""
-    layer.mode = "paint"
-    layer.selected_label = label
-    layer.brush_size = 9
-    for kind, pos, dragging, callbacks in (("mouse_press", start, False, mouse_press_callbacks),
-                                           ("mouse_move", end, True, mouse_move_callbacks),
-                                           ("mouse_release", end, False, mouse_release_callbacks)):
-        event = MouseEvent(type=kind, is_dragging=dragging, position=pos, view_direction=None,
-                           dims_displayed=(0, 1), dims_point=(0, 0))
-        callbacks(layer, ReadOnlyWrapper(event))
-
-
-def export_and_wait(qtbot, dock, fmt, path):
-    """Export as the buttons do (in a worker) and wait for it to finish; returns the path."""
-    assert dock.export(fmt, path) is not None
-    qtbot.waitUntil(lambda: dock.exports.worker is None, timeout=60_000)
-    return path
-
-
-def wait_for_prediction(qtbot, dock):
-    qtbot.waitUntil(lambda: dock.viewer.layers[MASK_LAYER].editable, timeout=60_000)
-
-
-def open_dock(make_napari_viewer, folder):
-    viewer = make_napari_viewer()
-    dock = HybridSegDock(viewer, device="cpu")
-    viewer.window.add_dock_widget(dock)
-    assert dock.open_folder(folder)
-    return viewer, dock
+from tests._qt.driving import FAST_REFINE, brush_stroke, export_and_wait, open_dock, wait_for_prediction
 
 
 def test_label_five_images_then_refine_export_and_resume(make_napari_viewer, qtbot, image_folder, tmp_path,
