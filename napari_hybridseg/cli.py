@@ -1,4 +1,4 @@
-"""The ``hybridseg`` command line: pretrain, finetune, predict, evaluate, simulate."""
+"""The ``hybridseg`` command line: pretrain, finetune, predict, evaluate, choose-model, simulate, gui."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .data.io import ImageReadError
 from .model.checkpoint import CheckpointError
+
+
+CHECKPOINT_HELP = ("a checkpoint file, or 'auto': the shipped model that fits the images best "
+                   "(see choose-model); default: the shipped nuclei model")
 
 
 class UsageError(Exception):
@@ -33,12 +37,14 @@ def _add_data(p: argparse.ArgumentParser, split: str | None, required: bool = Tr
     g.add_argument("--masks", type=Path, help="a folder of masks with the images' file names")
 
 
-def _add_train(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+def _add_train(p: argparse.ArgumentParser, steps: int | None, lr: float | None, crop: int | None,
+               batch_size: int | None) -> None:
+    recipe = "default: the start model's fine-tuning recipe"
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=steps)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--crop", type=int, default=128, help="crop size in pixels")
-    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--steps", type=int, default=steps, help=None if steps else recipe)
+    g.add_argument("--batch-size", type=int, default=batch_size, help=None if batch_size else recipe)
+    g.add_argument("--crop", type=int, default=crop, help="crop size in pixels" + ("" if crop else f" ({recipe})"))
+    g.add_argument("--lr", type=float, default=lr, help=None if lr else recipe)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--invert-probability", type=float, default=0.0,
                    help="share of training crops with inverted intensities (bright-on-dark ↔ dark-on-bright)")
@@ -51,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain a model on a labelled source domain (runs under torchrun too)")
     _add_data(p, split="train")
-    _add_train(p, steps=2000, lr=2e-3)
+    p.add_argument("--source", action="append", default=[], metavar="ROOT:DOMAIN[:SPLIT]",
+                   help="a source data set in the shared layout (repeat for several; each is drawn equally often); "
+                        "instead of --data/--domain")
+    _add_train(p, steps=2000, lr=2e-3, crop=128, batch_size=8)
     p.add_argument("--method", choices=["hybrid", "supervised", "diffusion"], default="hybrid")
     p.add_argument("--lambda-image", type=float, default=1.0)
     p.add_argument("--lambda-mask", type=float, default=1.0)
@@ -73,11 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on a few labelled target images")
-    p.add_argument("--checkpoint", type=Path, help="start from this checkpoint (default: the shipped model)")
+    p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     p.add_argument("--scratch", action="store_true",
                    help="start from random weights (the architecture of --checkpoint, or the default one)")
     _add_data(p, split="pool")
-    _add_train(p, steps=200, lr=1e-3)
+    _add_train(p, steps=None, lr=None, crop=None, batch_size=None)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--n-labels", type=int, help="draw this many labelled images from the split (with --seed)")
     g.add_argument("--ids", help="comma-separated ids of the labelled images")
@@ -87,16 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("predict", help="predict masks for a folder (or files) of images")
-    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("--output", type=Path, required=True, help="folder (png) or .zarr store (zarr)")
     p.add_argument("--format", choices=["png", "zarr"], default=None, help="default: zarr if --output ends in .zarr")
     _add_common(p)
 
     p = sub.add_parser("evaluate", help="Dice and IoU of a checkpoint on labelled images")
-    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     _add_data(p, split="test")
     p.add_argument("--out", type=Path, help="write the scores here as JSON")
+    _add_common(p)
+
+    p = sub.add_parser("choose-model", help="rank the shipped models by how well they know these images")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("--model", action="append", default=[], type=Path, metavar="CHECKPOINT",
+                   help="rank this checkpoint too (repeat); a checkpoint without a fit reference ranks last")
+    p.add_argument("--json", type=Path, help="write the ranking here as JSON")
     _add_common(p)
 
     p = sub.add_parser("gui", help="open napari with the annotation dock on a folder (default: the bundled sample)")
@@ -105,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
 
     p = sub.add_parser("simulate", help="the 'label 5 images then refine' loop, headless, with true masks as corrections")
-    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     p.add_argument("--data", type=Path, help="default: the bundled sample set")
     p.add_argument("--domain", default=None)
     p.add_argument("--pool-split", default="pool")
     p.add_argument("--test-split", default="test")
     p.add_argument("--round-size", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps per refinement")
+    p.add_argument("--steps", type=int, help="fine-tuning steps per refinement (default: the start model's recipe)")
     p.add_argument("--loss", choices=["mask", "hybrid"], default="mask")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write the per-round scores here as JSON")
@@ -154,19 +170,66 @@ def _data_description(args: argparse.Namespace, samples) -> dict[str, Any]:
     return {"root": Path(args.data).name, "domain": args.domain, "split": args.split, "n_images": len(samples)}
 
 
-def _checkpoint(args: argparse.Namespace) -> Path:
+def _pretraining_data(args: argparse.Namespace) -> tuple[list, list[str] | None, dict[str, Any]]:
+    """The samples, their source groups (None for one source) and the data description of ``pretrain``."""
+    from .data.datasets import load_domain
+
+    if not args.source:
+        samples = _load_samples(args, split=args.split)
+        return samples, None, _data_description(args, samples)
+    if args.data is not None or args.images is not None:
+        raise UsageError("give either --source (repeatable) or --data/--images, not both")
+    samples, groups, sources = [], [], []
+    for spec in args.source:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise UsageError(f"--source takes ROOT:DOMAIN or ROOT:DOMAIN:SPLIT, got {spec!r}")
+        root, domain, split = parts[0], parts[1], parts[2] if len(parts) == 3 else args.split
+        part = load_domain(Path(root), domain, split=split)
+        samples += part
+        groups += [f"{Path(root).name}/{domain}"] * len(part)
+        sources.append({"root": Path(root).name, "domain": domain, "split": split, "n_images": len(part)})
+    return samples, groups, {"sources": sources, "balanced": "each source drawn equally often", "n_images": len(samples)}
+
+
+def _checkpoint(args: argparse.Namespace, images: Callable[[], list] | None = None) -> Path:
+    """The checkpoint asked for: a file, the shipped default, or with ``auto`` the zoo model that fits the
+    images that ``images()`` returns best (the ranking is printed)."""
     from .resources import default_model_path
+    from .zoo import AUTO
 
-    return args.checkpoint if args.checkpoint is not None else default_model_path()
+    if args.checkpoint is None:
+        return default_model_path()
+    if str(args.checkpoint) != AUTO:
+        return args.checkpoint
+    if images is None:
+        raise UsageError(f"--checkpoint {AUTO} needs images to choose for")
+    if getattr(args, "_auto_choice", None) is None:
+        args._auto_choice = _choose_and_print(images())
+    return args._auto_choice
 
 
-def _train_config(args: argparse.Namespace, log_every: int):
+def _choose_and_print(images: list) -> Path:
+    from .learn.choose import explain, rank_start_models
+
+    if not images:
+        raise UsageError("no images to choose a start model for")
+    ranking = rank_start_models(images)
+    print(f"start model: {ranking[0].name} ({ranking[0].candidate.path.name}). {explain(ranking)}")
+    return ranking[0].candidate.path
+
+
+def _train_config(args: argparse.Namespace, log_every: int, metadata: dict[str, Any] | None = None):
+    """Pretraining's settings from the options; fine-tuning's from the start model's recipe (``metadata``),
+    overridden by the options given."""
+    from .learn.recipe import FinetuneRecipe
     from .learn.train import TrainConfig
 
-    return TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, crop_size=args.crop, lr=args.lr, seed=args.seed, log_every=log_every,
-        invert_probability=args.invert_probability,
-    )
+    given = {"steps": args.steps, "batch_size": args.batch_size, "crop_size": args.crop, "lr": args.lr,
+             "seed": args.seed, "log_every": log_every, "invert_probability": args.invert_probability}
+    if metadata is None:
+        return TrainConfig(**given)
+    return FinetuneRecipe.from_metadata(metadata).train_config(**given)
 
 
 class _ProgressLog:
@@ -213,7 +276,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     device = _setup_torch(args)
     ctx = init_distributed(device)
     try:
-        samples = _load_samples(args, split=args.split)
+        samples, groups, description = _pretraining_data(args)
         loss_config = LossConfig(
             method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask,
             p_mean=args.sigma_log_mean, p_std=args.sigma_log_std, clean_fraction=args.clean_fraction,
@@ -225,8 +288,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         progress = _ProgressLog(args.steps, f"pretrain {args.method}", args.log, enabled=ctx.is_main)
         try:
             result = pretrain(
-                samples, loss_config, train_config, model_config, ctx.device, _data_description(args, samples),
-                rank=ctx.rank, wrap=lambda m: wrap(m, ctx), on_log=progress,
+                samples, loss_config, train_config, model_config, ctx.device, description,
+                rank=ctx.rank, wrap=lambda m: wrap(m, ctx), on_log=progress, groups=groups,
             )
         finally:
             progress.close()
@@ -242,23 +305,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scratch_model(args: argparse.Namespace):
+def _scratch_model(args: argparse.Namespace, architecture_of: Path | None):
     from .learn.finetune import scratch_model
     from .model.checkpoint import read_metadata
 
-    return scratch_model(read_metadata(args.checkpoint) if args.checkpoint is not None else None, args.seed)
+    return scratch_model(read_metadata(architecture_of) if architecture_of is not None else None, args.seed)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .data.datasets import choose_subset, split_ids
     from .learn.finetune import FinetuneConfig, finetune
-    from .model.checkpoint import load_checkpoint, save_checkpoint
+    from .model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
     device = _setup_torch(args)
+    split_images = lambda: [s.image for s in _load_samples(args, split=args.split, with_labels=False)]  # noqa: E731
     if args.scratch:
-        model, meta = _scratch_model(args)
+        start = None if args.checkpoint is None else _checkpoint(args, split_images)
+        model, meta = _scratch_model(args, start)
+        recipe_of = read_metadata(start) if start is not None else meta
     else:
-        model, meta = load_checkpoint(_checkpoint(args))
+        model, meta = load_checkpoint(_checkpoint(args, split_images))
+        recipe_of = meta
     if args.ids:
         ids = [i.strip() for i in args.ids.split(",") if i.strip()]
     elif args.n_labels is not None and args.images is None:
@@ -275,10 +342,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         chosen = {s.id for s in labelled}
         unlabelled = [s for s in _load_samples(args, split=args.split, with_labels=False) if s.id not in chosen]
     print(f"fine-tuning on {len(labelled)} labelled image(s): {', '.join(s.id for s in labelled)}")
-    progress = _ProgressLog(args.steps, "finetune", args.log)
+    train_config = _train_config(args, log_every=10, metadata=recipe_of)
+    progress = _ProgressLog(train_config.steps, "finetune", args.log)
     try:
         tuned, new_meta, _ = finetune(
-            model, meta, labelled, _train_config(args, log_every=10),
+            model, meta, labelled, train_config,
             FinetuneConfig(loss=args.loss, unlabelled_share=args.unlabelled_share), unlabelled, device, on_log=progress,
         )
     finally:
@@ -288,26 +356,30 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable_images(files: list[Path], limit: int = 100) -> list:
+    """Up to ``limit`` of ``files``' images, evenly spread, skipping unreadable ones."""
+    from .data.io import read_image
+
+    images = []
+    for path in files[:: max(1, len(files) // limit)]:
+        try:
+            images.append(read_image(path))
+        except ImageReadError:
+            continue
+    return images
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .data.io import is_image_file, list_images, read_image
+    from .data.io import read_image
     from .export import MaskWriter
     from .model.inference import Segmenter
 
     device = _setup_torch(args)
-    files: list[Path] = []
-    for item in args.inputs:
-        if item.is_dir():
-            files.extend(list_images(item))
-        elif is_image_file(item):
-            files.append(item)
-        else:
-            raise UsageError(f"{item} is neither a folder nor a PNG/TIFF/JPEG image")
-    if not files:
-        raise UsageError("no images found in the inputs")
+    files = _image_files(args.inputs)
     fmt = args.format or ("zarr" if args.output.suffix == ".zarr" else "png")
-    segmenter = Segmenter.from_checkpoint(_checkpoint(args), device)
+    segmenter = Segmenter.from_checkpoint(_checkpoint(args, lambda: _readable_images(files)), device)
     writer = MaskWriter(args.output, fmt)
     failed = 0
     for path in tqdm(files, desc="predict", unit="image"):
@@ -325,10 +397,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .model.inference import Segmenter
 
     device = _setup_torch(args)
-    segmenter = Segmenter.from_checkpoint(_checkpoint(args), device)
     samples = _load_samples(args, split=args.split)
+    checkpoint = _checkpoint(args, lambda: [s.image for s in samples])
+    segmenter = Segmenter.from_checkpoint(checkpoint, device)
     scores = evaluate(segmenter, samples, progress=True)
-    scores["checkpoint"] = str(_checkpoint(args))
+    scores["checkpoint"] = str(checkpoint)
     scores["data"] = _data_description(args, samples)
     for row in scores["per_image"]:
         print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}")
@@ -340,6 +413,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from .data.datasets import load_domain
     from .learn.simulate import simulate
     from .resources import SAMPLE_DOMAIN, sample_data_root
 
@@ -349,13 +423,51 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if domain is None:
         raise UsageError("--domain is needed with --data")
     rounds = simulate(
-        checkpoint=_checkpoint(args), root=root, domain=domain, pool_split=args.pool_split, test_split=args.test_split,
+        checkpoint=_checkpoint(args, lambda: [s.image for s in load_domain(root, domain, args.pool_split, with_labels=False)]),
+        root=root, domain=domain, pool_split=args.pool_split, test_split=args.test_split,
         round_size=args.round_size, rounds=args.rounds, steps=args.steps, loss=args.loss, seed=args.seed, device=device,
         echo=print,
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rounds, indent=1))
+    return 0
+
+
+def _image_files(inputs: list[Path]) -> list[Path]:
+    from .data.io import is_image_file, list_images
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files.extend(list_images(item))
+        elif is_image_file(item):
+            files.append(item)
+        else:
+            raise UsageError(f"{item} is neither a folder nor a PNG/TIFF/JPEG image")
+    if not files:
+        raise UsageError("no images found in the inputs")
+    return files
+
+
+def cmd_choose_model(args: argparse.Namespace) -> int:
+    from .learn.choose import Candidate, explain, rank_start_models, zoo_candidates
+
+    _setup_torch(args)
+    images = _readable_images(_image_files(args.inputs))
+    if not images:
+        raise UsageError("none of the inputs could be read as an image")
+    candidates = zoo_candidates() + [Candidate(path.stem, path, str(path)) for path in args.model]
+    ranking = rank_start_models(images, candidates)
+    print(f"{'rank':>4}  {'model':<10} {'relative fit':>12} {'denoising loss':>15} {'mask confidence':>16}")
+    for rank, s in enumerate(ranking, 1):
+        relative = f"{s.relative:.2f}×" if s.relative is not None else "—"
+        print(f"{rank:>4}  {s.name:<10} {relative:>12} {s.fit.loss:>15.4f} {s.fit.confidence:>16.3f}")
+    print(explain(ranking))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([{"model": s.name, "checkpoint": str(s.candidate.path), "relative_fit": s.relative,
+                                          "loss": s.fit.loss, "confidence": s.fit.confidence} for s in ranking], indent=1))
     return 0
 
 
@@ -385,6 +497,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "evaluate": cmd_evaluate,
     "simulate": cmd_simulate,
+    "choose-model": cmd_choose_model,
 }
 
 

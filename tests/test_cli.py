@@ -107,3 +107,71 @@ def test_simulate_reports_dice_per_round(tiny_sample_root, tiny_checkpoint, tmp_
     assert set(rounds[1]["ids"]) < set(rounds[2]["ids"])
     printed = capsys.readouterr().out
     assert "round 2: 4 labelled images, test Dice" in printed
+
+
+def test_pretrain_on_several_sources_records_each_and_draws_them_equally(tiny_sample_root, tmp_path):
+    out = tmp_path / "general.safetensors"
+    rc = main(["pretrain", "--source", f"{tiny_sample_root}:synth:pool", "--source", f"{tiny_sample_root}:synth:test",
+               "--steps", "2", "--batch-size", "2", "--crop", "32", "--base-channels", "8", "--device", "cpu",
+               "--out", str(out)])
+    assert rc == 0
+    data = read_metadata(out)["pretraining"]["data"]
+    assert [(s["split"], s["n_images"]) for s in data["sources"]] == [("pool", 4), ("test", 2)]
+    assert "equally" in data["balanced"]
+
+
+@pytest.mark.parametrize("spec", ["only-a-root", "a:b:c:d", ":synth"])
+def test_a_malformed_source_is_a_clear_error(spec, tmp_path, capsys):
+    rc = main(["pretrain", "--source", spec, "--steps", "1", "--out", str(tmp_path / "m.safetensors")])
+    assert rc == 2 and "--source takes ROOT:DOMAIN" in capsys.readouterr().err
+
+
+def _with_recipe(checkpoint, tmp_path, **recipe):
+    from napari_hybridseg.model.checkpoint import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    meta["finetune_recipe"] = recipe
+    return save_checkpoint(tmp_path / "with_recipe.safetensors", model, meta)
+
+
+def test_finetune_follows_the_start_models_recipe_unless_told_otherwise(tiny_sample_root, tiny_checkpoint, tmp_path):
+    start = _with_recipe(tiny_checkpoint, tmp_path, steps=3, crop_size=32, batch_size=2, lr=0.003)
+    common = ["finetune", "--checkpoint", str(start), "--data", str(tiny_sample_root), "--domain", "synth",
+              "--n-labels", "2", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "a.safetensors")]) == 0
+    train = read_metadata(tmp_path / "a.safetensors")["finetuning"][-1]["train"]
+    assert (train["steps"], train["crop_size"], train["batch_size"], train["lr"]) == (3, 32, 2, 0.003)
+    assert main([*common, "--steps", "2", "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert read_metadata(tmp_path / "b.safetensors")["finetuning"][-1]["train"]["steps"] == 2
+
+
+def test_choose_model_ranks_the_shipped_models_and_writes_json(tiny_sample_root, tmp_path, capsys):
+    from napari_hybridseg.zoo import zoo_models
+
+    out = tmp_path / "ranking.json"
+    rc = main(["choose-model", str(tiny_sample_root / "synth" / "images"), "--json", str(out), "--device", "cpu"])
+    assert rc == 0
+    ranking = json.loads(out.read_text())
+    assert {r["model"] for r in ranking} == {m.name for m in zoo_models()}
+    assert all(r["relative_fit"] > 0 for r in ranking)
+    printed = capsys.readouterr().out
+    assert f"{ranking[0]['model']} knows these images best" in printed
+
+
+def test_choose_model_refuses_inputs_with_no_image(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["choose-model", str(tmp_path)]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+
+def test_checkpoint_auto_fine_tunes_from_the_best_fitting_shipped_model(tiny_sample_root, tmp_path, capsys):
+    out = tmp_path / "auto.safetensors"
+    rc = main(["finetune", "--checkpoint", "auto", "--data", str(tiny_sample_root), "--domain", "synth",
+               "--n-labels", "2", "--steps", "1", "--batch-size", "2", "--crop", "32", "--device", "cpu",
+               "--out", str(out)])
+    assert rc == 0
+    chosen = capsys.readouterr().out.split("start model: ")[1].split(" ")[0]
+    assert read_metadata(out)["zoo_name"] == chosen
+    rc = main(["predict", "--checkpoint", "auto", str(tiny_sample_root / "synth" / "images"),
+               "--output", str(tmp_path / "masks"), "--device", "cpu"])
+    assert rc == 0 and len(list((tmp_path / "masks").glob("*.png"))) == 6

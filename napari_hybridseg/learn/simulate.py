@@ -17,7 +17,8 @@ from ..data.datasets import choose_subset, load_domain, split_ids
 from ..model.checkpoint import load_checkpoint
 from ..model.inference import Segmenter
 from .evaluate import evaluate
-from .finetune import FinetuneConfig, default_finetune_train_config, finetune
+from .finetune import FinetuneConfig, finetune
+from .recipe import FinetuneRecipe
 
 
 def simulate(
@@ -28,13 +29,14 @@ def simulate(
     test_split: str = "test",
     round_size: int = 5,
     rounds: int = 2,
-    steps: int = 150,
+    steps: int | None = None,  # None: the start model's recipe
     loss: str = "mask",
     seed: int = 0,
     device: torch.device = torch.device("cpu"),
     echo: Callable[[str], None] = lambda s: None,
 ) -> list[dict[str, Any]]:
     base_model, base_meta = load_checkpoint(checkpoint)
+    recipe = FinetuneRecipe.from_metadata(base_meta)
     pool_ids = split_ids(root, domain, pool_split)
     n_total = min(len(pool_ids), round_size * rounds)
     order = choose_subset(pool_ids, n_total, seed)
@@ -51,7 +53,7 @@ def simulate(
         start = time.perf_counter()
         model, meta, _ = finetune(
             base_model, base_meta, [pool[i] for i in labelled_ids],
-            default_finetune_train_config(steps=steps, seed=seed + r), FinetuneConfig(loss=loss), device=device,
+            recipe.train_config(steps=steps, seed=seed + r), FinetuneConfig(loss=loss), device=device,
         )
         seconds = time.perf_counter() - start
         score = evaluate(Segmenter(model, meta, device), test)

@@ -1,0 +1,119 @@
+"""Build the shipped source models: pretrain each with ``hybridseg pretrain --method hybrid``, measure its
+generative-fit reference on its own source validation images, attach its fine-tuning recipe and install it
+into ``napari_hybridseg/models/``.
+
+    python -m training.build_zoo --data ../shared/data --work runs/zoo            # every model
+    python -m training.build_zoo --data ../shared/data --work runs/zoo --only lungs
+
+Pretraining is skipped where ``<work>/<name>.safetensors`` exists (delete it to retrain), so the command
+resumes. ``--install-only`` re-attaches the fit reference and the recipe to the models already in ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_hybridseg.learn.recipe import FinetuneRecipe
+from napari_hybridseg.zoo import ZOO, ZooModel
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """How one zoo model is made: its sources (``DATASET:DOMAIN``, read from ``--data``), the source validation
+    images its fit reference is measured on (``DATASET:DOMAIN:SPLIT``), its pretraining options and the
+    fine-tuning recipe that the viewer's refinement and ``hybridseg finetune`` use with it."""
+
+    sources: tuple[str, ...]
+    validation: tuple[str, ...]
+    pretrain: tuple[str, ...]
+    finetune: FinetuneRecipe = field(default_factory=FinetuneRecipe)
+
+
+HALF_RES = ("--method", "hybrid", "--patch-size", "2", "--clean-fraction", "0.5")
+RECIPES: dict[str, ZooRecipe] = {
+    "nuclei": ZooRecipe(("dsb2018:fluorescence",), ("dsb2018:fluorescence:val",),
+                        (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5")),
+    "lungs": ZooRecipe(("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "1500")),
+    "polyps": ZooRecipe(("polyps:kvasir",), ("polyps:kvasir:val",), (*HALF_RES, "--steps", "1500")),
+    # vessels are 1–3 px wide: full resolution; λ and σ as chosen for this source on CHASE validation
+    "vessels": ZooRecipe(("retina:drive",), ("retina:drive:val",),
+                         ("--method", "hybrid", "--patch-size", "1", "--clean-fraction", "0.5", "--lambda-image",
+                          "0.25", "--sigma-log-mean", "-2.0", "--steps", "1500")),
+    "general": ZooRecipe(("dsb2018:fluorescence", "lungs:paediatric", "polyps:kvasir", "retina:drive"),
+                         ("dsb2018:fluorescence:val", "lungs:paediatric:val", "polyps:kvasir:val", "retina:drive:val"),
+                         (*HALF_RES, "--steps", "3000", "--invert-probability", "0.25")),
+}
+
+
+def pretrain_command(name: str, data: Path, out: Path, threads: int) -> list[str]:
+    recipe = RECIPES[name]
+    if len(recipe.sources) == 1:
+        dataset, domain = recipe.sources[0].split(":")
+        where = ["--data", str(data / dataset), "--domain", domain]
+    else:
+        where = [arg for source in recipe.sources for arg in ("--source", f"{data / source.split(':')[0]}:{source.split(':')[1]}")]
+    return ["pretrain", *where, *recipe.pretrain, "--seed", "0", "--threads", str(threads), "--device", "cpu",
+            "--out", str(out), "--log", str(out.with_suffix(".jsonl"))]
+
+
+def validation_images(name: str, data: Path) -> list[Any]:
+    from napari_hybridseg.data.datasets import load_domain
+
+    images = []
+    for spec in RECIPES[name].validation:
+        dataset, domain, split = spec.split(":")
+        images += [s.image for s in load_domain(data / dataset, domain, split, with_labels=False)]
+    return images
+
+
+def install(model: ZooModel, trained: Path, data: Path) -> dict[str, Any]:
+    """Copy ``trained`` into the package with its fit reference, fine-tuning recipe and zoo name."""
+    from napari_hybridseg.learn.fit import fit_reference
+    from napari_hybridseg.model.checkpoint import load_checkpoint, save_checkpoint
+
+    net, meta = load_checkpoint(trained)
+    recipe = RECIPES[model.name]
+    meta["zoo_name"] = model.name
+    meta["fit_reference"] = fit_reference(net, validation_images(model.name, data), " + ".join(recipe.validation))
+    meta["finetune_recipe"] = recipe.finetune.to_dict()
+    save_checkpoint(model.path, net, meta)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.build_zoo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="the folder that holds dsb2018/, lungs/, polyps/, retina/")
+    p.add_argument("--work", type=Path, default=Path("runs/zoo"), help="where pretrained models and logs are kept")
+    p.add_argument("--only", nargs="+", choices=list(RECIPES), help="build these models only")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--install-only", action="store_true", help="do not pretrain; install what --work holds")
+    args = p.parse_args(argv)
+    from napari_hybridseg.cli import main as cli
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    for model in ZOO:
+        if args.only and model.name not in args.only:
+            continue
+        trained = args.work / f"{model.name}.safetensors"
+        if not trained.exists() and not args.install_only:
+            started = time.perf_counter()
+            if cli(pretrain_command(model.name, args.data, trained, args.threads)) != 0:
+                print(f"pretraining {model.name} failed", file=sys.stderr)
+                return 1
+            trained.with_suffix(".seconds").write_text(f"{time.perf_counter() - started:.1f}\n")
+        if not trained.exists():
+            print(f"{model.name}: no pretrained model in {args.work}; skipped", file=sys.stderr)
+            continue
+        meta = install(model, trained, args.data)
+        print(f"{model.name}: installed {model.path} (fit reference {json.dumps(meta['fit_reference']['loss'])})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
