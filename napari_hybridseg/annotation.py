@@ -392,8 +392,8 @@ class AnnotationSession:
         return not (record.has_prediction and record.prediction_model in (EDITED, self.active_version))
 
     def stale_keys(self) -> list[str]:
-        """Images whose shown mask would be a prediction of an older model."""
-        return [key for key in self.keys() if self.is_stale(key)]
+        """Readable images whose shown mask would be a prediction of an older model."""
+        return [key for key in self.keys() if key not in self.unreadable and self.is_stale(key)]
 
     def refresh_predictions(self, keys: list[str] | None = None) -> Iterator[str]:
         """Predict stale images with the active model, one at a time (for a worker)."""

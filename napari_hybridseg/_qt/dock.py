@@ -259,6 +259,7 @@ class HybridSegDock(QWidget):
         """Another model is active: its predictions replace the stale ones, then it ranks the images."""
         self.suggestions.stop_scoring(
             f"Will rank the images by {self.session.version_label()} once its predictions are made.")
+        self._show_states()  # the predictions of the model before now read as such
         self.annotator.refresh_predictions()
 
     def load_checkpoint(self, path: str | Path) -> bool:
