@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QWidget
 
 from ..annotation import AnnotationSession
 from ..export import EXPORTERS
-from .workers import WorkerPool
+from .workers import WorkerPool, export_steps
 
 
 class ExportPanel(QWidget):
@@ -60,23 +60,23 @@ class ExportPanel(QWidget):
             self.say("No accepted masks to export yet.", "warning")
             return None
         path = Path(path)
-        worker = create_worker(EXPORTERS[fmt], path, items,
+        worker = create_worker(export_steps, EXPORTERS[fmt], path, items,
                                _progress={"total": len(items), "desc": f"Exporting {len(items)} masks to {path.name}"})
-        failed = []
-        worker.errored.connect(failed.append)
-        worker.errored.connect(lambda err: self.say(f"Export to {path} failed: {err}", "error"))
-        worker.finished.connect(lambda: self._finished(worker, path, len(items), failed))
+        worker.returned.connect(lambda failure: self._finished(worker, path, len(items), failure))
+        worker.errored.connect(lambda err: self._finished(worker, path, len(items), str(err)))
         for button in self.controls():
             button.setEnabled(False)
         self.say(f"Exporting {len(items)} accepted masks to {path} in the background…", toast=False)
         self.worker = self.pool.start(worker)
         return worker
 
-    def _finished(self, worker, path: Path, n: int, failed: list) -> None:
+    def _finished(self, worker, path: Path, n: int, failure: str | None) -> None:
         if worker is not self.worker:
             return
         self.worker = None
         for button in self.controls():
             button.setEnabled(self.session is not None)
-        if not failed:
+        if failure:
+            self.say(f"Export to {path} failed: {failure}", "error")
+        else:
             self.say(f"Exported {n} accepted masks to {path}.")

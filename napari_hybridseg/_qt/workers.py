@@ -62,6 +62,16 @@ def disagreement_map(session: AnnotationSession, key: str):
     return key, session.disagreement_map(key)
 
 
+def export_steps(exporter, path, items):
+    """Run an exporter of ``napari_hybridseg.export``, yielding once per image; returns why it failed (a
+    bad target, a full disk), or None: a worker's exception would reach the user as a traceback."""
+    try:
+        yield from exporter(path, items)
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
+
+
 def check_files(session: AnnotationSession):
     yield from session.check_files()
 
