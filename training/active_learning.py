@@ -14,19 +14,20 @@ Runs are appended to ``<work>/records.jsonl`` and the latest model of each
 trajectory is kept (or made again from the records), so an interrupted
 benchmark resumes; copying the records into a new ``<work>`` resumes it on
 another machine. Processes given disjoint ``--seeds`` may share one ``<work>``
-(each appends whole lines); ``--report-only`` then tables all of them.
+(each appends whole lines); ``--report-only --work W`` then tables all of them, and ``--report-only``
+alone rebuilds the section from the committed JSON and records (benchmarks/results/active_learning/).
 
     python -m training.active_learning                       # rounds of 5 to 20 and of 1 to 5, 5 seeds
     python -m training.active_learning --threads 1 --seeds 0 1 &   # the same, as two processes
     python -m training.active_learning --threads 1 --seeds 2 3 4; wait
-    python -m training.active_learning --report-only
+    python -m training.active_learning --report-only --work runs/active_learning
     python -m training.active_learning --quick               # the pipeline on a tiny budget
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shlex
 import sys
 import time
@@ -43,6 +44,8 @@ from .label_efficiency import Records
 from .stats import Interval, paired_bootstrap
 
 STRATEGIES = ("disagreement", "entropy", "random")
+KEY = ("strategy", "round_size", "seed", "n_labels")  # of a record
+FOLDER = report.results_dir("active_learning")
 
 
 @dataclass(frozen=True)
@@ -223,21 +226,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="run only these seeds (default: all); lets several processes share one benchmark")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path)
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS)
+    p.add_argument("--results-dir", type=Path, default=FOLDER)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
-    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rebuild the section and plot from the committed JSON and records; with "
+                        "--work, the report (JSON too) from that work folder's records")
     args = p.parse_args(argv)
+    budget = QUICK if args.quick else FULL
+    name = "active_learning" + ("_quick" if args.quick else "")
+    if args.report_only and args.work is None:
+        data = report.read_json(name, args.results_dir)
+        rows = Records(args.results_dir / f"{name}_records.jsonl", key=KEY).rows
+        write_section(data, rows, budget, name, args.results_dir, args.benchmarks_md)
+        return 0
 
     import torch
 
     from napari_hybridseg.resources import default_model_path
 
     torch.set_num_threads(args.threads)
-    budget = QUICK if args.quick else FULL
     source = args.source_model or default_model_path()
     work = args.work or report.REPO / "runs" / ("active_learning-quick" if args.quick else "active_learning")
-    records = Records(work / "records.jsonl", key=("strategy", "round_size", "seed", "n_labels"))
-    started = time.perf_counter()
+    records = Records(work / "records.jsonl", key=KEY)
     if not args.report_only:
         pool = load_domain(args.data, args.target, "pool")
         test = load_domain(args.data, args.target, "test")[: budget.max_test_images]
@@ -245,25 +255,28 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds if args.seeds is not None else range(budget.seeds):
                 for strategy in args.strategies:
                     run_trajectory(strategy, schedule, seed, pool, test, budget, records, work, source)
-    name = "active_learning" + ("_quick" if args.quick else "")
-    info = report.machine()
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python -m training.active_learning " + " ".join(shlex.quote(a) for a in given)
     results = [{k: r[k] for k in ("strategy", "round_size", "seed", "n_labels", "dice", "seconds")} for r in records.rows]
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = args.results_dir / f"{name}.json"
-    json_path.write_text(json.dumps({"target": args.target, "command": command, "machine": info, "results": results}, indent=1) + "\n")
-    plot(records.rows, args.results_dir / f"{name}.png")
+    data = {"target": args.target, "command": command.strip(), "machine": report.machine(), "date": report.today(), "results": results}
+    json_path = report.write_json(name, data, args.results_dir)
     report.save_records(records.rows, args.results_dir, name)
-    compute_h = sum(r["seconds"] for r in records.rows) / 3600
-    body = "\n\n".join([*(summary_markdown(records.rows, s.round_size) for s in budget.schedules),
-                         labels_to_reach_markdown(records.rows, budget.goal_labels)])
-    body += (f"\n\n![](benchmarks/results/{name}.png)\n\nCompute: {compute_h:.2f} h over {len(records.rows)} rounds "
-             f"(this invocation: {(time.perf_counter() - started) / 3600:.2f} h).  \n"
-             f"Command: `{command}`  \nMachine: {report.machine_line(info)}  \nResults: `benchmarks/results/{name}.json`")
-    report.update_section(name, body, args.benchmarks_md)
+    write_section(data, records.rows, budget, name, args.results_dir, args.benchmarks_md)
     print(f"wrote {json_path}")
     return 0
+
+
+def write_section(data: dict[str, Any], rows: list[dict[str, Any]], budget: Budget, name: str, folder: Path,
+                  page: Path) -> None:
+    """The plot and the section, from the report's JSON and its records (their per-image Dice for the intervals)."""
+    plot(rows, folder / f"{name}.png")
+    compute_h = sum(r["seconds"] for r in data["results"]) / 3600
+    body = "\n\n".join([*(summary_markdown(rows, s.round_size) for s in budget.schedules),
+                         labels_to_reach_markdown(rows, budget.goal_labels)])
+    body += (f"\n\n![]({os.path.relpath(folder / f'{name}.png', page.parent)})\n\n"
+             f"Compute: {compute_h:.2f} h over {len(data['results'])} rounds.  \n"
+             + report.footer(data["command"], data["machine"], folder / f"{name}.json", data.get("date")))
+    report.update_section(name, body, page)
 
 
 if __name__ == "__main__":

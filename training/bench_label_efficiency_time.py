@@ -9,7 +9,8 @@ operations, so the projection can be set against what the CPU could do at best.
 
     python -m training.bench_label_efficiency_time [--steps 40] [--data-root ../shared/data]
 
-Writes benchmarks/results/label_efficiency_time.json and the "label_efficiency_time" section of BENCHMARKS.md.
+Writes benchmarks/results/label_efficiency_time/label_efficiency_time.json and its section, label_efficiency_time.md
+beside it; ``--report-only`` rebuilds the section from the JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from .label_efficiency import (
 )
 
 CPU = torch.device("cpu")
+NAME = "label_efficiency_time"
+FOLDER = report.results_dir(NAME)  # a study of the benchmark (docs/studies/benchmark_time.md): its section is beside it
 
 
 @dataclass(frozen=True)
@@ -153,13 +156,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="timed fine-tuning steps per worker and layout")
     parser.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON; measure nothing")
+    parser.add_argument("--benchmarks-md", type=Path, default=FOLDER / f"{NAME}.md",
+                        help=argparse.SUPPRESS)  # the page of its section
     args = parser.parse_args(argv)
+    if args.report_only:
+        report.update_section(NAME, markdown(report.read_json(NAME, FOLDER)), args.benchmarks_md)
+        return 0
 
     precisions = PRECISIONS if native_bfloat16(CPU) else ("float32",)
     layouts = [Layout(1, 2, p) for p in precisions] + [Layout(2, 1, p) for p in precisions]
     pairs = default_pairs(args.data_root)
     work = planned_work(pairs)
-    forest = forest_seconds(report.RESULTS / "label_efficiency_records.jsonl", [p.name for p in pairs])
+    forest = forest_seconds(report.results_dir("label_efficiency") / "label_efficiency_records.jsonl", [p.name for p in pairs])
     scoring = {threads: {p.name: scoring_seconds(p, threads) for p in pairs} for threads in (1, 2)}
     flops = step_flops()
     total_steps = sum(w["finetune_steps"] + w["pretrain_steps"] for w in work.values())
@@ -180,11 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["speedup"] = baseline / row["projected_hours"]
     command = "python -m training.bench_label_efficiency_time" + (f" --steps {args.steps}" if args.steps != 40 else "")
-    info = report.machine()
-    result = {"command": command, "machine": info, "step_flops": flops, "planned": work, "forest_seconds": forest,
-              "scoring_seconds": scoring, "total_steps": total_steps, "results": rows}
-    report.write_json("label_efficiency_time", result)
+    result = {"command": command, "machine": report.machine(), "date": report.today(), "step_flops": flops, "planned": work,
+              "forest_seconds": forest, "scoring_seconds": scoring, "total_steps": total_steps, "timed_steps": args.steps,
+              "results": rows}
+    report.write_json(NAME, result, FOLDER)
+    report.update_section(NAME, markdown(report.read_json(NAME, FOLDER)), args.benchmarks_md)  # as --report-only does
+    return 0
 
+
+def markdown(result: dict[str, Any]) -> str:
+    """The section, from the JSON alone."""
+    rows, work, flops, total_steps = result["results"], result["planned"], result["step_flops"], result["total_steps"]
+    scoring, forest = result["scoring_seconds"], result["forest_seconds"]
     table = report.markdown_table(
         ["flags", "step", "steps / hour", "GFLOP/s", "projected wall, whole benchmark", "vs default"],
         [[f"`{r['flags']}`", f"{r['step_s'] * 1000:.0f} ms", f"{r['steps_per_hour']:.0f}",
@@ -194,21 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         ["pair", "fine-tuning steps", "network runs (each scored)", "forest runs", "pretraining steps",
          "scoring one run (1 thread)", "forest run (records)"],
         [[name, int(w["finetune_steps"]), int(w["network_runs"]), int(w["forest_runs"]), int(w["pretrain_steps"]),
-          f"{scoring[1][name]:.1f} s", f"{forest[name]:.0f} s"] for name, w in work.items()],
+          f"{scoring['1'][name]:.1f} s", f"{forest[name]:.0f} s"] for name, w in work.items()],
     )
-    report.update_section("label_efficiency_time", (
+    return (
         "## Label efficiency: the whole benchmark's time on this machine\n\n"
         f"The full benchmark at its chosen settings plans {total_steps:,} optimiser steps "
         f"({total_steps * flops / 1e15:.2f} PFLOP at {flops / 1e9:.1f} GFLOP a step, batch {FULL.batch_size}, "
         f"{FULL.crop}² crops), per pair:\n\n{plan}\n\n"
-        f"Each layout's step is the mean over its workers of {args.steps} fine-tuning steps (the benchmark's loop on "
-        "five CHASE pool images) after 3 warm-up steps, its workers running at once; the projection is steps × step time + scorings + forest runs (the forest's seconds from the "
-        "committed records), divided among the workers. Speed-ups are against the benchmark's default "
-        "(`--threads 2`, float32), measured in the same run.\n\n"
-        f"{table}\n\n" + report.footer(command, info, "label_efficiency_time")))
-    print(plan)
-    print(table)
-    return 0
+        f"Each layout's step is the mean over its workers of {result.get('timed_steps', 40)} fine-tuning steps (the "
+        "benchmark's loop on five CHASE pool images) after 3 warm-up steps, its workers running at once; the "
+        "projection is steps × step time + scorings + forest runs (the forest's seconds from the committed records), "
+        "divided among the workers. Speed-ups are against the benchmark's default (`--threads 2`, float32), measured "
+        f"in the same run.\n\n{table}\n\n" + report.footer(result["command"], result["machine"], FOLDER / f"{NAME}.json",
+                                                        result.get("date")))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python -m training.bench_scale [--threads 2]
 
 Each measurement runs in a fresh child process, so its peak RSS is its own.
-Writes benchmarks/results/scale.json and the "scale" section of BENCHMARKS.md.
+Writes benchmarks/results/scale/scale.json and the "scale" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import REPO, footer, machine, markdown_table, update_section, write_json
+from .report import (
+    BENCHMARKS_MD, REPO, footer, machine, markdown_table, read_json, results_dir, today, update_section, write_json,
+)
 
 REPEATS = 3
+NAME = "scale"
+FOLDER = results_dir(NAME)
 
 
 def _peak_rss_gb() -> float:
@@ -155,10 +159,16 @@ def _linearity(rows: list[dict], n_key: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON; measure nothing")
+    p.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.report_only:
+        update_section(NAME, markdown(read_json(NAME, FOLDER)), args.benchmarks_md)
+        return 0
     info = machine()
     results = {
         "machine": info,
+        "date": today(),
         "threads": args.threads,
         "predict": [in_child("predict_big", size=s, threads=args.threads) for s in (1024, 2048)],
         "predict_torch_2048": in_child("predict_big", size=2048, threads=args.threads, engine="torch"),
@@ -169,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["scoring_linearity"] = _linearity(results["scoring"], "n_images")
     results["scoring_speedup_over_torch"] = results["scoring_torch_100"]["seconds"] / results["scoring"][-1]["seconds"]
-    write_json("scale", results)
+    write_json(NAME, results, FOLDER)
+    update_section(NAME, markdown(results), args.benchmarks_md)
+    return 0
 
+
+def markdown(results: dict) -> str:
+    """The section, from the JSON alone."""
     rows = [[f"predict {r['size']}² (tiled, median of {REPEATS})", f"{r['median_s']:.2f} s", f"peak RSS {r['peak_rss_gb']:.2f} GB",
              "≤ 3 s, ≤ 1.5 GB" if r["size"] == 2048 else ""] for r in results["predict"]]
     baseline = results["predict_torch_2048"]
@@ -183,17 +198,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{1e3 * r['seconds'] / r['n_images']:.0f} ms per image", "100 in ≤ 20 s" if r["n_images"] == 100 else ""]
              for r in results["scoring"]]
     torch_row = results["scoring_torch_100"]
-    rows += [[f"the same, 100 images, through torch (baseline)", f"{torch_row['seconds']:.1f} s",
+    rows += [["the same, 100 images, through torch (baseline)", f"{torch_row['seconds']:.1f} s",
               f"ONNX Runtime is {results['scoring_speedup_over_torch']:.2f}× faster", ""]]
     rows += [[f"refine on {r['n_accepted']} accepted images ({r['steps']} steps, 1 thread)", f"{r['seconds']:.1f} s", "", ""]
              for r in results["refining"]]
     table = markdown_table(["measurement", "time", "detail", "goal"], rows)
-    body = (f"{table}\n\nScoring time per image at 100 images over that at 25: {results['scoring_linearity']:.2f} "
+    return (f"{table}\n\nScoring time per image at 100 images over that at 25: {results['scoring_linearity']:.2f} "
             "(1 = linear). Refining runs a fixed number of steps, so its time does not grow with the images.\n\n"
-            + footer("python -m training.bench_scale", info, "scale"))
-    update_section("scale", "## Scale\n\n" + body)
-    print(body)
-    return 0
+            + footer("python -m training.bench_scale", results["machine"], FOLDER / f"{NAME}.json", results.get("date")))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Speed benchmark: one training step and one 256×256 prediction on this machine.
 
     python -m training.bench_speed [--checkpoint PATH]
+    python -m training.bench_speed --report-only        # the section, from the committed JSON
 
-Writes benchmarks/results/speed.json and the "speed" section of BENCHMARKS.md.
+Writes benchmarks/results/speed/speed.json and the "speed" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,9 +21,13 @@ from napari_hybridseg.model.inference import Segmenter
 from napari_hybridseg.model.loss import HybridLoss, LossConfig
 from napari_hybridseg.resources import default_model_path
 
-from .report import footer, machine, markdown_table, update_section, write_json
+from .report import (
+    BENCHMARKS_MD, footer, machine, markdown_table, read_json, results_dir, today, update_section, write_json,
+)
 
 ENGINES = ("torch", "onnx")
+NAME = "speed"
+FOLDER = results_dir(NAME)
 
 
 def _timed(fn, repeats: int, warmup: int = 3) -> list[float]:
@@ -65,7 +71,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON; measure nothing")
+    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report_only:
+        update_section(NAME, markdown(read_json(NAME, FOLDER)), args.benchmarks_md)
+        return 0
     checkpoint = args.checkpoint or default_model_path()
     segmenter = Segmenter.from_checkpoint(checkpoint, "cpu", engine="torch")
     n_params = sum(p.numel() for p in segmenter.model.parameters())
@@ -83,9 +94,15 @@ def main(argv=None) -> int:
             row[f"predict_{size}_speedup"] = row[f"predict_{size}_torch_s"]["median"] / row[f"predict_{size}_onnx_s"]["median"]
         rows.append(row)
     command = "python -m training.bench_speed" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
-    info = machine()
-    result = {"command": command, "machine": info, "model_parameters": n_params, "repeats": args.repeats, "results": rows}
-    write_json("speed", result)
+    result = {"command": command, "machine": machine(), "date": today(), "model_parameters": n_params, "repeats": args.repeats,
+              "results": rows}
+    write_json(NAME, result, FOLDER)
+    update_section(NAME, markdown(result), args.benchmarks_md)
+    return 0
+
+
+def markdown(result: dict) -> str:
+    """The section, from the JSON alone."""
 
     def ms(row, key):
         return f"{row[key]['median'] * 1000:.0f} ms"
@@ -96,18 +113,13 @@ def main(argv=None) -> int:
         [[r["threads"], ms(r, "train_step_s"),
           ms(r, "predict_256_torch_s"), f"{ms(r, 'predict_256_onnx_s')} ({r['predict_256_speedup']:.2f}×)",
           ms(r, "predict_1024_torch_s"), f"{ms(r, 'predict_1024_onnx_s')} ({r['predict_1024_speedup']:.2f}×)"]
-         for r in rows],
+         for r in result["results"]],
     )
-    update_section(
-        "speed",
-        f"## Speed (CPU)\n\nMedians of {args.repeats} runs (a quarter of that for 1024²) after 3 warm-up runs; "
-        f"the shipped model ({n_params / 1e6:.2f} M parameters); predict includes normalisation and padding "
-        f"(one pass, no tiling). ONNX Runtime is the product's CPU engine (`Segmenter(engine=\"auto\")`); "
-        f"its speed-up over torch, measured in the same run, in brackets.\n\n{table}\n\n"
-        + footer(command, info, "speed"),
-    )
-    print(table)
-    return 0
+    return (f"Medians of {result['repeats']} runs (a quarter of that for 1024²) after 3 warm-up runs; "
+            f"the shipped model ({result['model_parameters'] / 1e6:.2f} M parameters); predict includes normalisation "
+            f"and padding (one pass, no tiling). ONNX Runtime is the product's CPU engine (`Segmenter(engine=\"auto\")`); "
+            f"its speed-up over torch, measured in the same run, in brackets.\n\n{table}\n\n"
+            + footer(result["command"], result["machine"], FOLDER / f"{NAME}.json", result.get("date")))
 
 
 if __name__ == "__main__":

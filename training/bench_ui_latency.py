@@ -8,7 +8,8 @@ afterwards with nothing in the background), launch → first prediction shown,
 predict time for one 256×256 image, and one refine round after 5 accepted
 images (shipped model, default refine settings). Each of ``--repeats`` launches
 (default 3) is a fresh process; the table gives their median and range. Writes
-benchmarks/results/ui_latency.json and the "ui_latency" section of BENCHMARKS.md.
+benchmarks/results/ui_latency/ui_latency.json (``--navigate-every 1e9``, the idle user: ui_latency_idle.json)
+and its section of BENCHMARKS.md; ``--report-only`` rebuilds the section from the JSON.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import numpy as np  # noqa: E402
 from napari_hybridseg.model.onnx_graph import CACHE_ENV  # noqa: E402
 
 from .gui_driver import dock_on_sample, mask_shown  # noqa: E402
-from .report import REPO, footer, machine, markdown_table, update_section, write_json  # noqa: E402
+from .report import (  # noqa: E402
+    BENCHMARKS_MD, REPO, footer, machine, markdown_table, read_json, results_dir, today, update_section, write_json,
+)
 
 
 class Scenario:
@@ -136,6 +139,7 @@ def stall_intervals_ms(ticks: np.ndarray, start: float, end: float) -> np.ndarra
 GOALS = {"stall_p99_ms": 33, "stall_max_ms": 100, "launch_to_first_prediction_s": 5, "predict_256_ms": 100,
          "refine_round_s": 60}
 #: seconds of the control: the same user after the refinement, with no background work
+FOLDER = results_dir("ui_latency")
 CONTROL_SECONDS = 30.0
 CONTROL_SETTLE_S = 1.0
 ROWS = [  # (key, measure, unit format, goal)
@@ -219,7 +223,13 @@ def main(argv=None) -> int:
     parser.add_argument("--navigate-every", type=float, default=1.0, help="seconds between the user's navigations")
     parser.add_argument("--repeats", type=int, default=3, help="launches to run; the table gives their median")
     parser.add_argument("--one-run", type=Path, help=argparse.SUPPRESS)  # a child: measure once, write JSON here
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON; measure nothing")
+    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report_only:
+        name = "ui_latency_idle" if args.navigate_every > 1e6 else "ui_latency"
+        update_section(name, markdown(read_json(name, FOLDER)), args.benchmarks_md)
+        return 0
     if args.one_run:
         args.one_run.write_text(json.dumps(measure_once(args.navigate_every)))
         return 0
@@ -232,44 +242,50 @@ def main(argv=None) -> int:
     runs = [_run_in_child(args.navigate_every) for _ in range(args.repeats)]
     for i, r in enumerate(runs):
         r["first_launch"] = i == 0
-    values = {key: [r[key] for r in runs] for key in runs[0]}
-    launch = values["launch_to_first_prediction_s"]
-    values["first_launch_to_first_prediction_s"], values["later_launch_to_first_prediction_s"] = launch[:1], launch[1:]
-    measured = [row for row in ROWS if None not in values[row[0]]]
-    summary = {key: {"median": float(np.median(values[key])), "min": float(min(values[key])),
-                     "max": float(max(values[key]))} for key, *_ in measured}
-    results = {**{key: summary[key]["median"] for key in summary}, "runs": runs, "spread": summary,
-               "refine_settings": runs[0]["refine_settings"], "image_shape": runs[0]["image_shape"]}
     info = machine()
     idle = args.navigate_every > 1e6
     name = "ui_latency_idle" if idle else "ui_latency"
     command = "xvfb-run -a -s '-screen 0 1600x1000x24' python -m training.bench_ui_latency" + (
         " --navigate-every 1e9" if idle else "")
-    write_json(name, {"command": command, "machine": info, "results": results, "goals": GOALS})
+    values = {key: [r[key] for r in runs] for key in runs[0]}
+    launch = values["launch_to_first_prediction_s"]
+    values["first_launch_to_first_prediction_s"], values["later_launch_to_first_prediction_s"] = launch[:1], launch[1:]
+    summary = {key: {"median": float(np.median(values[key])), "min": float(min(values[key])),
+                     "max": float(max(values[key]))} for key, *_ in ROWS if None not in values[key]}
+    results = {**{key: summary[key]["median"] for key in summary}, "runs": runs, "spread": summary,
+               "refine_settings": runs[0]["refine_settings"], "image_shape": runs[0]["image_shape"]}
+    result = {"command": command, "machine": info, "date": today(), "navigate_every": args.navigate_every, "results": results,
+              "goals": GOALS}
+    write_json(name, result, FOLDER)
+    update_section(name, markdown(result), args.benchmarks_md)
+    return 0
+
+
+def markdown(result: dict) -> str:
+    """The section, from the JSON alone."""
+    results, runs = result["results"], result["results"]["runs"]
+    summary = results["spread"]
+    navigate_every = result.get("navigate_every", 1e9 if "--navigate-every" in result["command"] else 1.0)
     rows = [[label, fmt.format(summary[key]["median"]),
              f"{fmt.format(summary[key]['min'])} – {fmt.format(summary[key]['max'])}", goal]
-            for key, label, fmt, goal in measured]
+            for key, label, fmt, goal in ROWS if key in summary]
     table = markdown_table(["measure", f"median of {len(runs)} launches", "range", "goal"], rows)
     moves = [r["navigations_during_refine"] for r in runs]
     added = [r["stall_p99_ms"] / r["control_stall_p99_ms"] for r in runs]
-    user = ("waits without touching anything" if idle else
-            f"keeps navigating (every {args.navigate_every:g} s: {min(moves)}–{max(moves)} moves, each showing an "
+    user = ("waits without touching anything" if navigate_every > 1e6 else
+            f"keeps navigating (every {navigate_every:g} s: {min(moves)}–{max(moves)} moves, each showing an "
             "image and its mask)")
-    update_section(
-        name,
-        f"## UI latency during a background fine-tune ({'idle user' if idle else 'navigating user'})\n\n"
+    name = "ui_latency_idle" if navigate_every > 1e6 else "ui_latency"
+    return (
         f"Real napari window under Xvfb (software OpenGL), bundled sample (256×256 RGB), shipped model; the simulated "
         f"user accepts 5 images, then {user} while the refinement ({results['refine_settings']}) runs in a child "
         f"process at low CPU priority that stops for 0.15 s after each move or stroke. The first launch starts "
-        f"with empty caches, as a first launch after installing does; the later ones use what it cached (pint's parsed unit definitions; the shipped model's ONNX graph "
-        f"ships with the package). The "
-        f"control runs in the same launch: the same user for {CONTROL_SECONDS:g} s after the refinement, once the new "
-        f"model's predictions and ranking are done and shown ({CONTROL_SETTLE_S:g} s later), with nothing in the background; stall p99 during the refinement "
-        f"over the control's: {min(added):.2f}–{max(added):.2f}× across launches.\n\n"
-        f"{table}\n\n" + footer(command, info, name),
-    )
-    print(table)
-    return 0
+        f"with empty caches, as a first launch after installing does; the later ones use what it cached (pint's "
+        f"parsed unit definitions; the shipped model's ONNX graph ships with the package). The control runs in the "
+        f"same launch: the same user for {CONTROL_SECONDS:g} s after the refinement, once the new model's predictions "
+        f"and ranking are done and shown ({CONTROL_SETTLE_S:g} s later), with nothing in the background; stall p99 "
+        f"during the refinement over the control's: {min(added):.2f}–{max(added):.2f}× across launches.\n\n"
+        f"{table}\n\n" + footer(result["command"], result["machine"], FOLDER / f"{name}.json", result.get("date")))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,15 @@ from napari_hybridseg.learn.recipe import FinetuneRecipe
 from napari_hybridseg.zoo import ZOO, ZooModel
 
 
+TERMS = {
+    "dsb2018": "DSB2018 stage 1 (BBBC038), CC0; Caicedo et al., Nature Methods 16, 1247–1253 (2019)",
+    "lungs": "COVID-19 Radiography Database, viral pneumonia class, with its lung masks; research use; Chowdhury et al., "
+             "IEEE Access 2020, Rahman et al., Comput. Biol. Med. 2021",
+    "polyps": "Kvasir-SEG; research and educational use; Jha et al., MMM 2020",
+    "retina": "DRIVE; research use; Staal et al., IEEE TMI 2004",
+}
+
+
 @dataclass(frozen=True)
 class ZooRecipe:
     """How one zoo model is made: its sources (``DATASET:DOMAIN``, read from ``--data``), the source validation
@@ -33,21 +42,22 @@ class ZooRecipe:
     validation: tuple[str, ...]
     pretrain: tuple[str, ...]
     finetune: FinetuneRecipe = field(default_factory=FinetuneRecipe)
+    limits: str = ""  # what a user should know before relying on it
 
 
 HALF_RES = ("--method", "hybrid", "--patch-size", "2", "--clean-fraction", "0.5")
 RECIPES: dict[str, ZooRecipe] = {
     "nuclei": ZooRecipe(("dsb2018:fluorescence",), ("dsb2018:fluorescence:val",),
                         (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5")),
-    "lungs": ZooRecipe(("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "1500")),
-    "polyps": ZooRecipe(("polyps:kvasir",), ("polyps:kvasir:val",), (*HALF_RES, "--steps", "1500")),
+    "lungs": ZooRecipe(("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "4000")),
+    "polyps": ZooRecipe(("polyps:kvasir",), ("polyps:kvasir:val",), (*HALF_RES, "--steps", "4000")),
     # vessels are 1–3 px wide: full resolution; λ and σ as chosen for this source on CHASE validation
     "vessels": ZooRecipe(("retina:drive",), ("retina:drive:val",),
                          ("--method", "hybrid", "--patch-size", "1", "--clean-fraction", "0.5", "--lambda-image",
                           "0.25", "--sigma-log-mean", "-2.0", "--steps", "1500")),
     "general": ZooRecipe(("dsb2018:fluorescence", "lungs:paediatric", "polyps:kvasir", "retina:drive"),
                          ("dsb2018:fluorescence:val", "lungs:paediatric:val", "polyps:kvasir:val", "retina:drive:val"),
-                         (*HALF_RES, "--steps", "3000", "--invert-probability", "0.25")),
+                         (*HALF_RES, "--steps", "4000", "--invert-probability", "0.25")),
 }
 
 
@@ -72,8 +82,23 @@ def validation_images(name: str, data: Path) -> list[Any]:
     return images
 
 
+def validation_dice(name: str, data: Path, net: Any, meta: dict[str, Any]) -> dict[str, float]:
+    """Zero-shot Dice of the model on each of its source validation sets."""
+    from napari_hybridseg.data.datasets import load_domain
+    from napari_hybridseg.learn.evaluate import evaluate
+    from napari_hybridseg.model.inference import Segmenter
+
+    segmenter = Segmenter(net, meta, engine="torch")
+    scores = {}
+    for spec in RECIPES[name].validation:
+        dataset, domain, split = spec.split(":")
+        scores[spec] = evaluate(segmenter, load_domain(data / dataset, domain, split))["mean_dice"]
+    return scores
+
+
 def install(model: ZooModel, trained: Path, data: Path) -> dict[str, Any]:
-    """Copy ``trained`` into the package with its fit reference, fine-tuning recipe and zoo name."""
+    """Copy ``trained`` into the package with its fit reference, fine-tuning recipe, zoo name and the Dice on its
+    source validation images, and write its model card."""
     from napari_hybridseg.learn.fit import fit_reference
     from napari_hybridseg.model.checkpoint import load_checkpoint, save_checkpoint
 
@@ -82,8 +107,43 @@ def install(model: ZooModel, trained: Path, data: Path) -> dict[str, Any]:
     meta["zoo_name"] = model.name
     meta["fit_reference"] = fit_reference(net, validation_images(model.name, data), " + ".join(recipe.validation))
     meta["finetune_recipe"] = recipe.finetune.to_dict()
+    meta["source_validation_dice"] = validation_dice(model.name, data, net, meta)
     save_checkpoint(model.path, net, meta)
+    model.card.write_text(model_card(model, meta, net))
     return meta
+
+
+def model_card(model: ZooModel, meta: dict[str, Any], net: Any) -> str:
+    """The model card: what it is for, its data and terms, how it was made, what it scores."""
+    recipe = RECIPES[model.name]
+    arch = meta["architecture"]
+    loss = meta["loss"]
+    train = meta["pretraining"]["train"]
+    resolution = "half resolution (2×2 pixels folded into channels)" if arch.get("patch_size", 1) == 2 else "full resolution"
+    datasets = sorted({source.split(":")[0] for source in recipe.sources})
+    command = "hybridseg " + " ".join(pretrain_command(model.name, Path("../shared/data"), Path(model.file), 2))
+    rows = [
+        ("for", f"{model.segments} in {model.images}: a start for fine-tuning on a few labelled images of your own"),
+        ("architecture", f"noise-conditioned U-Net at {resolution}, base {arch['base_channels']} channels, multipliers "
+                         f"{tuple(arch['channel_mults'])}, EDM preconditioning; {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters"),
+        ("input / output", f"{meta['image_channels']} channels ({meta['channel_convention']}), per-image z-score; "
+                           "denoised image + 2 mask logits (background, foreground)"),
+        ("pretraining", f"hybrid: EDM-weighted denoising (ln σ ~ N({loss['p_mean']}, {loss['p_std']}²), λ_image "
+                        f"{loss['lambda_image']}) + cross-entropy + soft Dice; {loss['clean_fraction']:.0%} of each batch "
+                        f"clean; {train['steps']} steps of batch {train['batch_size']}, {train['crop_size']}² crops, "
+                        f"{train['invert_probability']:.0%} of crops inverted"),
+        ("training data", "; ".join(recipe.sources) + " (train split). " + " ".join(f"{TERMS[d]}." for d in datasets)),
+        ("fine-tuning recipe", ", ".join(f"{k} {v}" for k, v in meta["finetune_recipe"].items())
+         + " (used by the viewer's refinement and `hybridseg finetune` unless told otherwise)"),
+        ("Dice on source validation images, zero-shot", ", ".join(f"{k} {v:.3f}" for k, v in meta["source_validation_dice"].items())),
+        ("generative-fit reference", f"denoising loss {meta['fit_reference']['loss']:.4f} on {meta['fit_reference']['images']}"),
+    ]
+    table = "\n".join(["| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows]])
+    limits = f"\n\n## Limits\n\n{recipe.limits}" if recipe.limits else ""
+    return (f"# Model card: `{model.name}` ({model.file})\n\n{table}\n\nMade by (from the repository root, the data "
+            f"beside it): `python -m training.build_zoo --data ../shared/data --only {model.name}`, which runs\n\n"
+            f"    {command}\n\nWhat it is worth on real target images, zero-shot and after 5 labels, against the other "
+            "starts and training from scratch: BENCHMARKS.md, *Which start model*." + limits + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,14 +13,14 @@ For every candidate, in the same run and on the same machine:
   and one refinement round on 5 accepted sample images (the plugin's settings, 1 thread).
 
 Paired differences against the first ``--model`` (the baseline) with 95% bootstrap intervals. The choice is
-made on the validation columns; test scores never choose. Writes ``benchmarks/results/model_choice.json``
-and the ``model_choice`` section of BENCHMARKS.md.
+made on the validation columns; test scores never choose. Writes ``benchmarks/results/compare_models/<name>.json``
+and its section, ``<name>.md`` beside it (``--name``, default ``model_choice``); ``--report-only`` rebuilds the
+section from the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -41,6 +41,7 @@ from .label_efficiency import Pair, TargetData, target_data
 from .stats import paired_bootstrap
 
 RESULT_NAME = "model_choice"
+FOLDER = report.results_dir("compare_models")
 #: the timing each speed measurement reports
 SPEED_FIELDS = {"predict_256": "median_s", "predict_big": "median_s", "refine_5": "seconds"}
 
@@ -226,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=RESULT_NAME,
                    help=f"names the JSON and the BENCHMARKS.md section (default {RESULT_NAME}); another keeps an earlier comparison")
     p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON of --name; measure nothing")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS, help=argparse.SUPPRESS)
-    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD, help=argparse.SUPPRESS)
+    p.add_argument("--results-dir", type=Path, default=FOLDER, help=argparse.SUPPRESS)
+    p.add_argument("--benchmarks-md", type=Path, help=argparse.SUPPRESS)  # default: <name>.md beside the JSON
     args = p.parse_args(argv)
+    page = args.benchmarks_md or args.results_dir / f"{args.name}.md"
     if args.report_only:
-        write_report(json.loads((args.results_dir / f"{args.name}.json").read_text()), args.name, args.benchmarks_md)
+        write_report(report.read_json(args.name, args.results_dir), args.name, args.results_dir, page)
         return 0
     plan = Plan(args.data, args.source, tuple(args.zero_shot), tuple(args.targets), args.n_labels, args.finetune_steps,
                 tuple(args.seeds), args.threads, args.big_size, args.refine_steps)
@@ -244,19 +246,20 @@ def main(argv: list[str] | None = None) -> int:
     baseline = models[next(iter(models))]
     info = report.machine()
     command = "python -m training.compare_models " + shlex.join(argv if argv is not None else sys.argv[1:])
-    result = {"command": command, "machine": info, "plan": {**asdict(plan), "data": str(plan.data)},
+    result = {"command": command, "machine": info, "date": report.today(), "plan": {**asdict(plan), "data": str(plan.data)},
               "wall_s": time.perf_counter() - start, "models": models,
               "differences": {name: differences(baseline, m, plan.n_labels) for name, m in list(models.items())[1:]}}
     report.write_json(args.name, result, args.results_dir)
-    write_report(result, args.name, args.benchmarks_md)
+    write_report(result, args.name, args.results_dir, page)
     return 0
 
 
-def write_report(result: dict[str, Any], name: str, benchmarks_md: Path) -> None:
+def write_report(result: dict[str, Any], name: str, folder: Path, page: Path) -> None:
     body = markdown(result)
     heading = "### Choosing the shipped model: " + ", ".join(result["models"])
-    report.update_section(name, f"{heading}\n\n{body}\n\n" + report.footer(result["command"], result["machine"], name)
-                          + f"  \nWall time: {result['wall_s'] / 60:.0f} min", benchmarks_md)
+    report.update_section(name, f"{heading}\n\n{body}\n\n"
+                          + report.footer(result["command"], result["machine"], folder / f"{name}.json", result.get("date"))
+                          + f"  \nWall time: {result['wall_s'] / 60:.0f} min", page)
     print(body)
 
 

@@ -7,7 +7,8 @@ them, with a bootstrap that resamples the source models too:
 
     python -m training.pretrain_seeds --records runs/le/records.jsonl --pair retina-drive-chase --n-labels 5
 
-Writes ``benchmarks/results/<name>.json`` and the BENCHMARKS.md section ``<name>`` (default ``pretrain_seeds``).
+Writes ``benchmarks/results/pretrain_seeds/<name>.json`` and the BENCHMARKS.md section ``<name>`` (default
+``pretrain_seeds``); ``--report-only`` rebuilds the section from the JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 from . import report
 from .label_efficiency import FULL, Budget, Records, Variant
 from .stats import paired_bootstrap, paired_bootstrap_over_source_models
+
+FOLDER = report.results_dir("pretrain_seeds")
 
 
 def runs_by_source_model(rows: list[dict[str, Any]], pair: str, protocol: str, method: str, n_labels: int,
@@ -84,19 +87,40 @@ def markdown(result: dict[str, Any]) -> str:
             + report.markdown_table(["pretraining seed", x, y, f"{x} − {y} [95% interval]"], rows))
 
 
+def section(data: dict[str, Any], json_path: Path) -> str:
+    """The section, from the JSON alone."""
+    results = data["results"]
+    machines = sorted({m for r in results for m in r["machines"]})
+    return ("Each arm pretrained with several seeds (`--pretrain-seed`), every other setting the pair's chosen one; "
+            "the same fine-tuning seeds (labelled images) and test images for every source model. Per seed: "
+            "paired interval over fine-tuning seeds and test images; over all seeds: the mean of the differences, "
+            "with a bootstrap that resamples the source models too (coarse with so few), and each arm's spread "
+            "between its source models.\n\n"
+            + "\n\n".join(markdown(r) for r in results)
+            + "\n\n" + report.footer(data["command"], "; ".join(machines), json_path, data.get("date")))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.pretrain_seeds", description=__doc__.split("\n\n")[0])
-    p.add_argument("--records", type=Path, default=report.RESULTS / "label_efficiency_records.jsonl",
+    p.add_argument("--records", type=Path, default=report.results_dir("label_efficiency") / "label_efficiency_records.jsonl",
                    help="the label-efficiency benchmark's records (a work folder's records.jsonl)")
-    p.add_argument("--pair", action="append", required=True, help="pair name, e.g. retina-drive-chase (repeatable)")
+    p.add_argument("--pair", action="append", help="pair name, e.g. retina-drive-chase (repeatable; required)")
     p.add_argument("--protocol", choices=["test", "validation"], default="test")
     p.add_argument("--arms", nargs=2, default=["hybrid", "supervised"])
     p.add_argument("--n-labels", type=int, nargs="+", default=[5])
     p.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="pretrain_seeds", help="the results file and BENCHMARKS.md section")
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS)
+    p.add_argument("--results-dir", type=Path, default=FOLDER)
     p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
+    p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON of --name")
     args = p.parse_args(argv)
+    json_path = args.results_dir / f"{args.name}.json"
+    if args.report_only:
+        report.update_section(args.name, section(report.read_json(args.name, args.results_dir), json_path),
+                              args.benchmarks_md)
+        return 0
+    if not args.pair:
+        p.error("give at least one --pair")
     if not args.records.is_file():
         p.error(f"no records at {args.records}")
 
@@ -107,21 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         p.error(str(error))
     command = "python -m training.pretrain_seeds " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    path = report.write_json(args.name, {"command": command, "results": results}, args.results_dir)
-    machines = sorted({m for r in results for m in r["machines"]})
-    body = ("Each arm pretrained with several seeds (`--pretrain-seed`), every other setting the pair's chosen one; "
-            "the same fine-tuning seeds (labelled images) and test images for every source model. Per seed: "
-            "paired interval over fine-tuning seeds and test images; over all seeds: the mean of the differences, "
-            "with a bootstrap that resamples the source models too (coarse with so few), and each arm's spread "
-            "between its source models.\n\n"
-            + "\n\n".join(markdown(r) for r in results)
-            + f"\n\nCommand: `{command}`  \nRuns made on: {'; '.join(machines)}  \n"
-            + f"Results: `benchmarks/results/{args.name}.json`")
-    report.update_section(args.name, f"## Pretraining seeds: how much is one source model's luck\n\n{body}",
-                          args.benchmarks_md)
+    data = {"command": command, "date": report.today(), "results": results}
+    report.write_json(args.name, data, args.results_dir)
+    report.update_section(args.name, section(data, json_path), args.benchmarks_md)
     for r in results:
         print(markdown(r), end="\n\n")
-    print(f"wrote {path}")
+    print(f"wrote {json_path}")
     return 0
 
 

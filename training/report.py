@@ -1,4 +1,12 @@
-"""Shared bits of the benchmark scripts: machine description, JSON and BENCHMARKS.md sections."""
+"""Shared bits of the benchmark scripts: machine description, results folders, JSON and page sections.
+
+Each benchmark keeps its results in its own folder, ``benchmarks/results/<benchmark>/`` (:func:`results_dir`):
+``<report>.json`` (the numbers a page cites), ``<report>_records.jsonl`` where it keeps raw records to rebuild
+or extend the report, and its plots. A report's markdown is a section of a page, between
+``<!-- <report>:start -->`` and ``<!-- <report>:end -->`` (:func:`update_section`): BENCHMARKS.md for the results
+a user asks about, else ``<report>.md`` beside its JSON. Every script builds that section from the JSON alone and
+rebuilds it with ``--report-only`` (tests/training/test_pages.py checks that each does, byte for byte).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+
+
+def results_dir(benchmark: str) -> Path:
+    """The folder of one benchmark's results: ``benchmarks/results/<benchmark>/``."""
+    return RESULTS / benchmark
 
 
 def machine() -> dict[str, Any]:
@@ -51,35 +64,61 @@ def named_checkpoint(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def write_json(name: str, data: Any, results_dir: Path = RESULTS) -> Path:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{name}.json"
+def write_json(name: str, data: Any, folder: Path) -> Path:
+    """``folder/<name>.json``; ``folder`` is a benchmark's :func:`results_dir`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
-def save_records(rows: list[dict[str, Any]], results_dir: Path, name: str) -> Path:
+def read_json(name: str, folder: Path) -> Any:
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def save_records(rows: list[dict[str, Any]], folder: Path, name: str) -> Path:
     """Keep a benchmark's raw records (one JSON line per run) beside its results, so a committed result can be
     rebuilt, extended or resumed on another machine (copy the file to ``<work>/records.jsonl``)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{name}_records.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def section(text: str, name: str) -> str | None:
+    """The markdown between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``text`` (None if absent)."""
+    found = re.search(re.escape(f"<!-- {name}:start -->\n") + r"(.*?)\n" + re.escape(f"<!-- {name}:end -->"), text, re.S)
+    return found.group(1) if found else None
 
 
 def update_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appending it if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = path.read_text() if path.exists() else f"# {name}\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def footer(command: str, info: dict[str, Any], name: str) -> str:
-    """The lines every benchmark section ends with: how to reproduce it, where, and its JSON."""
-    return f"Command: `{command}`  \nMachine: {machine_line(info)}  \nResults: `benchmarks/results/{name}.json`"
+def relative(path: Path) -> str:
+    """``path`` as the pages name it: from the repository's root."""
+    return os.path.relpath(path, REPO)
+
+
+def today() -> str:
+    """The date a result is measured, as its JSON records it (``date``)."""
+    import datetime
+
+    return datetime.date.today().isoformat()
+
+
+def footer(command: str, info: dict[str, Any] | str, json_path: Path, date: str | None = None) -> str:
+    """The lines every benchmark section ends with: how to reproduce it, where, when, and its JSON."""
+    where = info if isinstance(info, str) else machine_line(info)
+    when = f"Date: {date}  \n" if date else ""
+    return f"Command: `{command}`  \nMachine: {where}  \n{when}Results: `{relative(json_path)}`"
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -9,7 +9,8 @@ network with random weights of the same architecture: on batches of clean crops 
 images, the standard deviation of the output convolution's input (the features the mask head reads) and of
 the mask logits, the mask loss, and the gradient norm of the first step (before clipping). A new head whose
 logits or gradients are far larger than a random network's would distort the pretrained features in the
-first steps. Writes benchmarks/results/start_scale.json and the "start_scale" section of BENCHMARKS.md.
+first steps. Writes benchmarks/results/start_scale/start_scale.json and its section, start_scale.md beside it
+(``--report-only`` rebuilds the section from the JSON).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def measure(models: dict[str, Path], data: Path, target: str, batches: int, crop
     return results
 
 
+NAME = "start_scale"
+FOLDER = report.results_dir(NAME)  # a study (docs/studies/diffusion_deficit.md): its section is beside it
 ROWS = [("feature_std", "std of the features the head reads"), ("logit_std", "std of the mask logits"),
         ("mask_loss", "mask loss (CE + Dice)"), ("grad_norm", "first gradient norm, whole network"),
         ("head_grad_norm", "first gradient norm, output convolution")]
@@ -80,30 +83,40 @@ ROWS = [("feature_std", "std of the features the head reads"), ("logit_std", "st
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.start_scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="a data set folder in the shared layout")
-    p.add_argument("--target", required=True, help="the target domain (its pool images are used)")
-    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT", type=report.named_checkpoint)
+    p.add_argument("--data", type=Path, help="a data set folder in the shared layout")
+    p.add_argument("--target", help="the target domain (its pool images are used)")
+    p.add_argument("--model", action="append", metavar="NAME=CHECKPOINT", type=report.named_checkpoint)
     p.add_argument("--batches", type=int, default=8, help="batches of 8 crops to average over")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results-dir", type=Path, default=report.RESULTS)
-    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
+    p.add_argument("--results-dir", type=Path, default=FOLDER, help=argparse.SUPPRESS)
+    p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON; measure nothing")
+    p.add_argument("--benchmarks-md", type=Path, default=FOLDER / f"{NAME}.md",
+                        help=argparse.SUPPRESS)  # the page of its section
     args = p.parse_args(argv)
+    if args.report_only:
+        report.update_section(NAME, markdown(report.read_json(NAME, args.results_dir), args.results_dir),
+                              args.benchmarks_md)
+        return 0
+    if not (args.data and args.target and args.model):
+        p.error("give --data, --target and at least one --model")
     torch.set_num_threads(1)
     results = measure(dict(args.model), args.data, args.target, args.batches, args.crop, args.seed)
-    info = report.machine()
     command = "python -m training.start_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-    report.write_json("start_scale", {"target": args.target, "models": results, "machine": info, "command": command},
-                      args.results_dir)
-    names = list(results)
+    result = {"target": args.target, "batches": args.batches, "crop": args.crop, "models": results,
+              "machine": report.machine(), "date": report.today(), "command": command}
+    report.write_json(NAME, result, args.results_dir)
+    report.update_section(NAME, markdown(result, args.results_dir), args.benchmarks_md)
+    return 0
+
+
+def markdown(result: dict, folder: Path = FOLDER) -> str:
+    """The section, from the JSON alone."""
+    results, names = result["models"], list(result["models"])
     table = report.markdown_table(["at the first fine-tuning step", *names],
                                   [[label, *(f"{results[n][key]:.3f}" for n in names)] for key, label in ROWS])
-    report.update_section("start_scale", f"Target: {args.target} pool, {args.batches} batches of 8 clean "
-                          f"{args.crop}² crops.\n\n{table}\n\n" + report.footer(command, info, "start_scale"),
-                          args.benchmarks_md)
-    for key, label in ROWS:
-        print(f"{label:45s}", "  ".join(f"{n}={results[n][key]:.3f}" for n in names))
-    return 0
+    return (f"Target: {result['target']} pool, {result.get('batches', 8)} batches of 8 clean {result.get('crop', 128)}² "
+            f"crops.\n\n{table}\n\n" + report.footer(result["command"], result["machine"], folder / f"{NAME}.json", result.get("date")))
 
 
 if __name__ == "__main__":

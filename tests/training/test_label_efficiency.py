@@ -1,4 +1,4 @@
-"""The label-efficiency benchmark end to end on a tiny budget, and its statistics."""
+"""The label-efficiency benchmark end to end on a tiny budget, its settings, and its report."""
 
 import json
 from dataclasses import replace
@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from training import label_efficiency
+from training.label_efficiency import cli, page, runner, summary
 from training.stats import paired_bootstrap
+
+Variant = label_efficiency.Variant
 
 
 def test_paired_bootstrap_finds_a_consistent_gain_and_not_noise():
@@ -25,22 +28,24 @@ def test_paired_bootstrap_refuses_unpaired_scores():
         paired_bootstrap(np.zeros((3, 4)), np.zeros((2, 4)))
 
 
-def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, capsys, monkeypatch):
+def test_quick_benchmark_runs_every_arm_resumes_and_rebuilds_its_section_from_its_json(
+    tiny_sample_root, tmp_path, capsys, monkeypatch
+):
+    results, md = tmp_path / "benchmarks" / "results" / "label_efficiency", tmp_path / "BENCHMARKS.md"
     args = ["--quick", "--pair", f"{tiny_sample_root}:synth:synth", "--source-split", "pool", "--threads", "1",
-            "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "benchmarks" / "results"),
-            "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
+            "--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md", str(md)]
     assert label_efficiency.main(args) == 0
 
-    data = json.loads((tmp_path / "benchmarks" / "results" / "label_efficiency_quick.json").read_text())
-    assert [(d["source"], d["target"]) for d in data] == [("synth", "synth")]
-    results = data[0]["results"]
-    cells = {(r["method"], r["n_labels"]) for r in results}
+    data = json.loads((results / "label_efficiency_quick.json").read_text())
+    assert [(d["source"], d["target"]) for d in data["pairs"]] == [("synth", "synth")]
+    runs = data["pairs"][0]["results"]
+    cells = {(r["method"], r["n_labels"]) for r in runs}
     for method in label_efficiency.ARMS:
         for n in (1, 2, 4):  # 4: the whole pool, the ceiling
             assert (method, n) in cells
     assert ("hybrid", 0) in cells and ("supervised", 0) in cells and ("diffusion", 0) not in cells
-    assert {r["seed"] for r in results if r["n_labels"] == 1} == {0, 1}
-    assert all(0.0 <= r["dice"] <= 1.0 for r in results)
+    assert {r["seed"] for r in runs if r["n_labels"] == 1} == {0, 1}
+    assert all(0.0 <= r["dice"] <= 1.0 for r in runs)
 
     # the same subset for every arm: one labelled set per (N, seed)
     records = [json.loads(line) for line in (tmp_path / "work" / "records.jsonl").read_text().splitlines()]
@@ -48,12 +53,18 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     for r in records:
         subsets.setdefault((r["n_labels"], r["seed"]), set()).add(tuple(r["labelled_ids"]))
     assert all(len(s) == 1 for s in subsets.values())
-    kept = (tmp_path / "benchmarks" / "results" / "label_efficiency_quick_records.jsonl").read_text()
+    kept = (results / "label_efficiency_quick_records.jsonl").read_text()
     assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
 
-    assert (tmp_path / "benchmarks" / "results" / "label_efficiency_quick_synth.png").stat().st_size > 1000
-    md = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "hybrid − forest" in md and "label_efficiency_quick:start" in md
+    assert (results / "label_efficiency_quick_synth.png").stat().st_size > 1000
+    written = md.read_text()
+    assert "hybrid − forest" in written and "label_efficiency_quick:start" in written
+
+    # --report-only rebuilds the section from the JSON alone, byte for byte
+    md.write_text(written.replace("hybrid − forest", "stale"))
+    assert label_efficiency.main(["--quick", "--results-dir", str(results), "--benchmarks-md", str(md),
+                                  "--report-only"]) == 0
+    assert md.read_text() == written
 
     # a second run finds every record and trains nothing
     capsys.readouterr()
@@ -61,51 +72,23 @@ def test_quick_benchmark_runs_every_arm_and_resumes(tiny_sample_root, tmp_path, 
     assert "Dice" not in capsys.readouterr().out
     assert len((tmp_path / "work" / "records.jsonl").read_text().splitlines()) == len(records)
 
-    # a fine-tuning variant reports in its own section and leaves the default's report as it was
+    # a fine-tuning variant reports in its own section, beside its JSON, and leaves the main report as it was
     from napari_hybridseg.learn import finetune
 
     steps_trained = []
     make_config = finetune.default_finetune_train_config
     monkeypatch.setattr(finetune, "default_finetune_train_config",
                         lambda **kw: steps_trained.append(kw["steps"]) or make_config(**kw))
-    results = tmp_path / "benchmarks" / "results"
     before = (results / "label_efficiency_quick.json").read_text()
-    variant_args = ["--foreground-share", "0.5", "--finetune-steps", "3", "--arms", "scratch", "--n-labels", "1",
-                    "--seeds", "1"]
-    assert label_efficiency.main(args + variant_args) == 0
+    variant_args = ["--finetune-steps", "3", "--arms", "scratch", "--n-labels", "1", "--seeds", "1"]
+    assert label_efficiency.main([a for a in args if a not in ("--benchmarks-md", str(md))] + variant_args) == 0
     assert steps_trained == [3, 3]  # N = 1 and the ceiling
     assert (results / "label_efficiency_quick.json").read_text() == before
-    variant = json.loads((results / "label_efficiency_quick_mask_foreground0.5_steps3.json").read_text())
-    assert {(r["method"], r["n_labels"]) for r in variant[0]["results"]} == {("scratch", 1), ("scratch", 4)}
-    assert variant[0]["finetune"] == "mask+foreground0.5+steps3"
-    assert "label_efficiency_quick_mask_foreground0.5_steps3:start" in (tmp_path / "BENCHMARKS.md").read_text()
-
-
-def test_a_named_report_is_of_its_own_pairs_and_keeps_their_records_and_the_main_one_every_record(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
-    records.add(_record("hybrid", 5, 0, 0.8))
-    records.add({**_record("hybrid", 5, 0, 0.7), "protocol": "validation"})
-    records.add({**_record("hybrid", 5, 0, 0.6), "pair": "other-c-d", "target": "d"})
-    md = tmp_path / "BENCHMARKS.md"
-    for section, only_pairs in (("named", {"root-a-b", "other-c-d"}), ("label_efficiency", None)):
-        label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL, "cmd",
-                                      results, md, section, only_pairs=only_pairs)
-    assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md",
-                                  str(md), "--report-only", "--pair", "data/other:c:d", "--report-name", "one_pair"]) == 0
-    kept = {name: [json.loads(line)["dice"] for line in (results / f"{name}_records.jsonl").read_text().splitlines()]
-            for name in ("named", "one_pair", "label_efficiency")}
-    assert kept["named"] == [0.8, 0.6]  # both pairs' test runs; not the validation one
-    assert sorted(kept["label_efficiency"]) == [0.6, 0.7, 0.8]
-    assert [e["target"] for e in json.loads((results / "one_pair.json").read_text())] == ["d"]
-    assert "### a → b" not in md.read_text().split("<!-- one_pair:start -->")[1].split("<!-- one_pair:end -->")[0]
-    assert kept["one_pair"] == [0.6]
-
-    assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md",
-                                  str(md), "--report-only", "--pair", "data/root:a:b", "--report-name", "one_pair"]) == 0
-    assert sorted(e["target"] for e in json.loads((results / "one_pair.json").read_text())) == ["b", "d"]  # d carried over
-    assert sorted(json.loads(line)["dice"] for line in (results / "one_pair_records.jsonl").read_text().splitlines()) \
-        == [0.6, 0.8]
+    variant = json.loads((results / "label_efficiency_quick_mask_steps3.json").read_text())
+    assert {(r["method"], r["n_labels"]) for r in variant["pairs"][0]["results"]} == {("scratch", 1), ("scratch", 4)}
+    assert variant["pairs"][0]["finetune"] == "mask+steps3"
+    assert "label_efficiency_quick_mask_steps3:start" in (results / "label_efficiency_quick_mask_steps3.md").read_text()
+    assert "mask_steps3" not in md.read_text()
 
 
 def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = None) -> dict:
@@ -114,6 +97,72 @@ def _record(method: str, n: int, seed: int, dice: float, pretrain: str | None = 
             "n_labels": n, "seed": seed, "source": "a",
             "target": "b", "n_pool": 4, "labelled_ids": [], "dice": dice, "iou": dice / 2,
             "per_image_dice": [dice - 0.01, dice + 0.01], "seconds": 1.0}
+
+
+def _report(tmp_path, records, section="label_efficiency", variant=Variant(), budget=label_efficiency.FULL, **kw):
+    """The report ``section`` in ``tmp_path``: its JSON and the text of its page (BENCHMARKS.md for the main
+    report, else ``<section>.md`` beside the JSON)."""
+    results = tmp_path / "results"
+    md = tmp_path / "BENCHMARKS.md" if kw.get("main", True) else results / f"{section}.md"  # as the command line does
+    page.write_report(records, "test", variant, budget, "cmd", section, results, md, **kw)
+    return json.loads((results / f"{section}.json").read_text()), md.read_text()
+
+
+def test_a_named_report_is_of_its_own_pairs_and_keeps_their_records_and_the_main_one_every_record(tmp_path):
+    results = tmp_path / "results"
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    records.add(_record("hybrid", 5, 0, 0.8))
+    records.add({**_record("hybrid", 5, 0, 0.7), "protocol": "validation"})
+    records.add({**_record("hybrid", 5, 0, 0.6), "pair": "other-c-d", "target": "d"})
+    _report(tmp_path, records, "named", main=False, only_pairs={"root-a-b", "other-c-d"})
+    _report(tmp_path, records)
+    common = ["--work", str(tmp_path / "work"), "--results-dir", str(results), "--report-only", "--report-name", "one_pair"]
+    assert label_efficiency.main([*common, "--pair", "data/other:c:d"]) == 0
+    kept = {name: [json.loads(line)["dice"] for line in (results / f"{name}_records.jsonl").read_text().splitlines()]
+            for name in ("named", "one_pair", "label_efficiency")}
+    assert kept["named"] == [0.8, 0.6]  # both pairs' test runs; not the validation one
+    assert sorted(kept["label_efficiency"]) == [0.6, 0.7, 0.8]
+    assert [e["target"] for e in json.loads((results / "one_pair.json").read_text())["pairs"]] == ["d"]
+    assert "### a → b" not in (results / "one_pair.md").read_text()
+    assert kept["one_pair"] == [0.6]
+
+    assert label_efficiency.main([*common, "--pair", "data/root:a:b"]) == 0
+    assert sorted(e["target"] for e in json.loads((results / "one_pair.json").read_text())["pairs"]) == ["b", "d"]
+    assert sorted(json.loads(line)["dice"] for line in (results / "one_pair_records.jsonl").read_text().splitlines()) \
+        == [0.6, 0.8]  # d carried over, with its records
+
+
+def test_the_main_report_shows_the_arms_and_a_named_one_other_settings_as_arms_of_their_own(tmp_path):
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    for seed in (0, 1):
+        records.add(_record("hybrid", 5, seed, 0.8))
+        records.add(_record("hybrid", 5, seed, 0.9, pretrain="clean0.5-invert0.5"))
+        records.add(_record("forest", 5, seed, 0.85))
+    main, text = _report(tmp_path, records)
+    assert "| hybrid − forest |" in text and "@" not in text.split("label_efficiency:start")[1]
+    inverted = label_efficiency.FULL.overridden(invert_probability=0.5)
+    named, _ = _report(tmp_path, records, "inverted", budget=inverted, main=False)
+    named_text = (tmp_path / "results" / "inverted.md").read_text()
+    assert "| hybrid − forest | hybrid − hybrid@clean0.5 |" in named_text
+    assert "| 5 | +0.050 [" in named_text  # the inverted start against the forest
+    assert named["pairs"][0]["pretraining"]["hybrid"] == "clean0.5-invert0.5"
+    assert main["pairs"][0]["pretraining"]["hybrid"] == "clean0.5"
+    assert (tmp_path / "results" / "inverted_b.png").exists()
+
+
+def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
+    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
+    records.add(_record("hybrid", 5, 0, 0.8))
+    records.add(_record("scratch", 5, 0, 0.7))
+    first, _ = _report(tmp_path, records)
+    moved = label_efficiency.Records(tmp_path / "other" / "records.jsonl")
+    for seed in (0, 1):
+        moved.add({**_record("hybrid", 5, seed, 0.9), "pair": "root-x-y", "source": "x", "target": "y"})
+        moved.add({**_record("scratch", 5, seed, 0.6), "pair": "root-x-y", "source": "x", "target": "y"})
+    data, text = _report(tmp_path, moved)
+    assert [(d["source"], d["target"]) for d in data["pairs"]] == [("x", "y"), ("a", "b")]
+    assert data["pairs"][1] == first["pairs"][0]  # carried over unchanged
+    assert "### a → b" in text and "+0.300 [" in text  # hybrid − scratch of the new pair
 
 
 def test_scratch_and_forest_train_without_a_source_model(tiny_sample_root, tmp_path, monkeypatch):
@@ -129,9 +178,9 @@ def test_scratch_and_forest_train_without_a_source_model(tiny_sample_root, tmp_p
         raise AssertionError("scratch and forest must not pretrain a source model")
 
     with monkeypatch.context() as patched:
-        patched.setattr(label_efficiency, "pretrained_checkpoint", no_pretraining)
-        records = label_efficiency.run([pair], ["scratch", "forest"], budget, label_efficiency.Variant(), "test",
-                                       tmp_path / "work", threads=1)
+        patched.setattr(runner, "pretrained_checkpoint", no_pretraining)
+        records = label_efficiency.run([pair], ["scratch", "forest"], budget, Variant(), "test", tmp_path / "work",
+                                       threads=1)
     assert sorted(r["method"] for r in records.rows) == ["forest", "scratch"]
 
     # scratch is the pretrained arms' network, untrained: the same weights as one built from their checkpoint
@@ -146,9 +195,8 @@ def test_runs_in_two_worker_processes_record_what_one_process_records(tiny_sampl
     budget = replace(label_efficiency.QUICK, seeds=2, n_labels=(1,), ceiling_seeds=0)
     pair = label_efficiency.Pair(tiny_sample_root, "synth", "synth", source_split="pool")
     arms = ["hybrid", "scratch", "forest"]
-    serial = label_efficiency.run([pair], arms, budget, label_efficiency.Variant(), "test", tmp_path / "one", threads=1)
-    parallel = label_efficiency.run([pair], arms, budget, label_efficiency.Variant(), "test", tmp_path / "two",
-                                    threads=1, workers=2)
+    serial = label_efficiency.run([pair], arms, budget, Variant(), "test", tmp_path / "one", threads=1)
+    parallel = label_efficiency.run([pair], arms, budget, Variant(), "test", tmp_path / "two", threads=1, workers=2)
     assert "2 worker(s) of 1 thread(s)" in capsys.readouterr().out
 
     def by_key(records):
@@ -162,11 +210,11 @@ def test_runs_in_two_worker_processes_record_what_one_process_records(tiny_sampl
 
 
 def test_bfloat16_fine_tuning_is_its_own_variant_and_is_refused_where_it_would_be_emulated(tmp_path, monkeypatch, capsys):
-    assert label_efficiency.Variant(precision="bfloat16").tag == "mask+bf16"
-    assert label_efficiency.Variant().tag == "mask"
+    assert Variant(precision="bfloat16").tag == "mask+bf16"
+    assert Variant().tag == "mask"
     with pytest.raises(ValueError, match="precision"):
-        label_efficiency.Variant(precision="float16")
-    monkeypatch.setattr(label_efficiency, "native_bfloat16", lambda device: False)
+        Variant(precision="float16")
+    monkeypatch.setattr(cli, "native_bfloat16", lambda device: False)
     with pytest.raises(SystemExit):
         label_efficiency.main(["--precision", "bfloat16", "--work", str(tmp_path / "work")])
     assert "no native bfloat16" in capsys.readouterr().err
@@ -179,7 +227,7 @@ def test_an_interrupted_benchmark_says_what_is_kept_and_how_to_resume(tmp_path, 
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(label_efficiency, "run", interrupted)
+    monkeypatch.setattr(cli, "run", interrupted)
     assert label_efficiency.main(["--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
                                   "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]) == 130
     err = capsys.readouterr().err
@@ -198,64 +246,25 @@ def test_records_name_scratch_and_forest_by_no_pretraining_and_keep_the_first_ru
     assert records.has(**key, method="scratch", pretrain="")
 
 
-def test_report_keeps_an_earlier_pair_that_has_no_records(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    results.mkdir(parents=True)
-    earlier = {"source": "x", "target": "y", "n_pool": 9, "protocol": "test", "finetune": "mask",
-               "command": "python -m training.label_efficiency --old", "machine": {
-                   "cpu": "Old CPU", "cores": 2, "memory_gib": 8, "python": "3.11", "torch": "2.13.0", "gpu": None},
-               "results": [{"method": m, "n_labels": 5, "seed": s, "dice": d, "iou": d / 2, "seconds": 1.0}
-                           for m, d in (("hybrid", 0.8), ("scratch", 0.7)) for s in (0, 1)]}
-    (results / "label_efficiency.json").write_text(json.dumps([earlier]))
-    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
-    for seed in (0, 1):
-        records.add(_record("hybrid", 5, seed, 0.9))
-        records.add(_record("scratch", 5, seed, 0.6))
-    md = tmp_path / "BENCHMARKS.md"
-
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL,
-                                  "python -m training.label_efficiency --new", results, md, "label_efficiency")
-
-    data = json.loads((results / "label_efficiency.json").read_text())
-    assert [(d["source"], d["target"]) for d in data] == [("x", "y"), ("a", "b")]
-    assert data[0] == earlier  # carried over unchanged
-    text = md.read_text()
-    carried, recorded = text.split("### a → b")
-    assert "### x → y" in carried and "--old" in carried and "Old CPU" in carried
-    assert "0.800 ± 0.000 (2)" in carried and "No paired intervals" in carried
-    assert "+0.300 [" in recorded  # hybrid − scratch from the per-image records
-    assert (results / "label_efficiency_y.png").exists() and (results / "label_efficiency_b.png").exists()
+def option_values(args: list[str]) -> dict[str, str]:
+    return dict(zip(args[::2], args[1::2]))
 
 
-def test_a_named_report_shows_another_setting_as_the_arm_without_touching_the_default_report(tmp_path):
-    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
-    for seed in (0, 1):
-        records.add(_record("hybrid", 5, seed, 0.8))
-        records.add(_record("hybrid", 5, seed, 0.9, pretrain="clean0.5-invert0.5"))
-        records.add(_record("forest", 5, seed, 0.85))
-    results, md = tmp_path / "benchmarks" / "results", tmp_path / "BENCHMARKS.md"
-    common = ["--work", str(tmp_path / "work"), "--results-dir", str(results), "--benchmarks-md", str(md), "--report-only"]
-    assert label_efficiency.main(common) == 0
-    assert label_efficiency.main([*common, "--invert-probability", "0.5", "--report-name", "inverted"]) == 0
-
-    default, inverted = (md.read_text().split(f"<!-- {name}:start -->")[1] for name in ("label_efficiency", "inverted"))
-    assert "| hybrid − forest | hybrid − hybrid@clean0.5-invert0.5 |" in default
-    assert "| hybrid − forest | hybrid − hybrid@clean0.5 |" in inverted
-    assert "| 5 | +0.050 [" in inverted  # the inverted start against the forest
-    assert json.loads((results / "inverted.json").read_text())[0]["hybrid_pretraining"] == "clean0.5-invert0.5"
-    assert json.loads((results / "label_efficiency.json").read_text())[0]["hybrid_pretraining"] == "clean0.5"
-    assert (results / "inverted_b.png").exists()
-
-
-def test_the_weight_of_the_denoising_term_names_the_hybrid_checkpoint_and_reaches_pretraining():
+def test_pretraining_settings_name_the_source_models_and_reach_pretraining():
     budget = label_efficiency.FULL
     assert budget.pretrain_tag("hybrid") == "clean0.5"  # the default keeps the name of every earlier source model
     assert option_values(budget.pretrain_args("hybrid")) == {"--clean-fraction": "0.5", "--lambda-image": "1.0",
                                                              "--sigma-log-mean": "-1.2"}
-    weighted = label_efficiency.replace(budget, lambda_image=4.0)
+    assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0"]
+    weighted = replace(budget, lambda_image=4.0)
     assert weighted.pretrain_tag("hybrid") == "clean0.5-lambda4"
     assert option_values(weighted.pretrain_args("hybrid"))["--lambda-image"] == "4.0"
     assert weighted.pretrain_args("supervised") == []
+    inverted = replace(budget, invert_probability=0.5, pretrain_seed=2)
+    assert inverted.pretrain_tag("hybrid") == "clean0.5-invert0.5-seed2"
+    assert inverted.pretrain_tag("supervised") == "invert0.5-seed2"
+    assert inverted.pretrain_tag("scratch") == inverted.pretrain_tag("forest") == ""  # nothing pretrained to name
+    assert inverted.pretrain_args("supervised") == ["--invert-probability", "0.5", "--seed", "2"]
 
 
 def test_the_noise_levels_of_hybrid_pretraining_name_its_checkpoint_and_reach_pretraining():
@@ -267,36 +276,10 @@ def test_the_noise_levels_of_hybrid_pretraining_name_its_checkpoint_and_reach_pr
     assert flagged.for_pair_name("dsb2018-fluorescence-histology").pretrain_tag("hybrid") == "clean0.5-invert0.5-logsigma-3"
 
 
-def option_values(args: list[str]) -> dict[str, str]:
-    return dict(zip(args[::2], args[1::2]))
-
-
-def test_longer_or_inverted_pretraining_names_every_pretrained_arm_and_reaches_pretraining(tmp_path):
-    longer = label_efficiency.replace(label_efficiency.FULL, pretrain_scale=3.0, lambda_image=0.25)
-    assert longer.pretrain_tag("hybrid") == "clean0.5-lambda0.25-pretrain3x"
-    assert longer.pretrain_tag("supervised") == "pretrain3x" and longer.pretrain_tag("diffusion") == "pretrain3x"
-    retina = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
-    assert longer.pretrain_steps_for(retina) == 3 * label_efficiency.FULL.pretrain_steps_for(retina)
-    inverted = label_efficiency.replace(longer, invert_probability=0.5)
-    assert inverted.pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda0.25-pretrain3x"
-    assert inverted.pretrain_tag("supervised") == "invert0.5-pretrain3x"
-    assert inverted.pretrain_tag("scratch") == inverted.pretrain_tag("forest") == ""  # nothing pretrained to name
-    assert inverted.pretrain_args("supervised") == ["--invert-probability", "0.5"]
-    assert inverted.pretrain_args("diffusion") == ["--clean-fraction", "0.0", "--invert-probability", "0.5"]
-
-    rows = [_record("supervised", 5, s, 0.7) for s in (0, 1)]
-    rows += [_record("supervised", 5, s, 0.75, pretrain="pretrain3x") for s in (0, 1)]
-    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), longer).values()
-    assert shown["supervised"] == "pretrain3x"
-    assert sorted({r["method"] for r in reported}) == ["supervised", "supervised@default"]
-    assert {r["dice"] for r in reported if r["method"] == "supervised"} == {0.75}
-
-
 def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrides_them(tmp_path):
     chase = label_efficiency.Pair(tmp_path / "retina", "drive", "chase")
     histology = label_efficiency.Pair(tmp_path / "dsb2018", "fluorescence", "histology")
     full = label_efficiency.FULL
-    assert full.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda0.25-logsigma-2"
     assert full.for_pair_name(chase.name).shown_tags["hybrid"] == "clean0.5-lambda0.25-logsigma-2"
     assert full.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5"
     assert full.overridden(invert_probability=0.0).for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5"
@@ -304,6 +287,7 @@ def test_settings_chosen_for_a_data_set_apply_to_its_pairs_unless_a_flag_overrid
     assert flagged.for_pair_name(chase.name).pretrain_tag("hybrid") == "clean0.5-lambda4-logsigma-2"
     assert flagged.for_pair_name(histology.name).pretrain_tag("hybrid") == "clean0.5-invert0.5-lambda4"
     assert full.overridden(seeds=2).for_pair_name(chase.name).lambda_image == 0.25
+    assert full.pretrain_steps_for(chase) == 1000 and full.pretrain_steps_for(histology) == 1500
 
 
 def test_a_pairs_own_settings_go_over_its_data_sets_and_reach_no_other_pair():
@@ -321,7 +305,6 @@ def test_a_pairs_own_settings_go_over_its_data_sets_and_reach_no_other_pair():
 
 def test_a_pairs_chosen_fine_tuning_steps_name_its_records_as_the_same_steps_asked_for_would():
     chosen = replace(label_efficiency.FULL, chosen={"root-a-b": {"finetune_steps": 600}})
-    Variant = label_efficiency.Variant
     assert Variant().on_pair(chosen, "root-a-b") == Variant(finetune_steps=600).on_pair(chosen, "root-a-b")
     assert Variant().on_pair(chosen, "root-a-b").tag == "mask+steps600"
     assert Variant(finetune_steps=50).on_pair(chosen, "root-a-b").tag == "mask+steps50"  # the command line wins
@@ -330,38 +313,44 @@ def test_a_pairs_chosen_fine_tuning_steps_name_its_records_as_the_same_steps_ask
 
     rows = [_record("hybrid", 5, s, 0.80) for s in (0, 1)]  # 200 steps
     rows += [{**_record("hybrid", 5, s, 0.85), "variant": "mask+steps600"} for s in (0, 1)]
-    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(), chosen).values()
+    (_, reported), = summary.report_rows(rows, "test", Variant(), chosen).values()
     assert {r["dice"] for r in reported} == {0.85}
-    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(finetune_steps=200), chosen).values()
-    assert {r["dice"] for r in reported} == {0.80}
-    (_, reported), = label_efficiency.report_rows(rows, "test", Variant(), label_efficiency.FULL).values()
+    (_, reported), = summary.report_rows(rows, "test", Variant(finetune_steps=200), chosen).values()
     assert {r["dice"] for r in reported} == {0.80}
     steps600 = [r for r in rows if r["variant"] == "mask+steps600"]
-    assert label_efficiency.against_default_fine_tuning(steps600, steps600) == {}  # the same runs: nothing to compare
+    assert summary.against_baseline(steps600, steps600) == []  # the same runs: nothing to compare
 
 
-def test_a_pairs_chosen_blend_applies_unless_the_command_line_names_one():
+def test_a_pairs_chosen_blend_applies_unless_the_command_line_names_one(tiny_sample_root, tiny_checkpoint, monkeypatch):
     budget = replace(label_efficiency.FULL, chosen={"root-a-b": {"finetune_steps": 50, "finetuned_half_at": 1.0}})
-    Variant = label_efficiency.Variant
     assert Variant().on_pair(budget, "root-a-b").tag == "mask+steps50+wisek1"
     assert Variant().on_pair(budget, "root-a-b") == Variant(finetune_steps=50, finetuned_half_at=1.0).on_pair(budget, "root-a-b")
     assert Variant(finetuned_half_at=0.0).on_pair(budget, "root-a-b").tag == "mask+steps50"  # 0: off
     assert Variant(finetuned_half_at=3.0).on_pair(budget, "root-a-b").tag == "mask+steps50+wisek3"
-    assert Variant(finetuned_share=0.5).on_pair(budget, "root-a-b").tag == "mask+steps50+wise0.5"  # a fixed share
     assert Variant().on_pair(budget, "other-a-b").tag == "mask"
-    assert Variant().on_pair(budget, "root-a-b").finetuned_share_for(1) == 0.5
+    assert [Variant(finetuned_half_at=1.0).finetuned_share_for(n) for n in (0, 1, 3)] == [1.0, 0.5, 0.75]
+    with pytest.raises(ValueError, match="must not be negative"):
+        Variant(finetuned_half_at=-1.0)
+
+    # the blend reaches the pretrained arms' fine-tuning, not scratch's
+    seen, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root, lambda _, config: config.finetuned_share)
+    for method in ("hybrid", "scratch"):
+        runner.fit_and_score(method, pool[:3], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                             Variant(finetuned_half_at=1.0), seed=0)
+    assert seen == {"hybrid": 0.75, "scratch": 1.0}
 
     # the main report pairs the chosen blend with plain fine-tuning at the same steps
     rows = [{**_record("hybrid", 1, s, 0.80), "variant": "mask+steps50"} for s in (0, 1)]
     rows += [{**_record("hybrid", 1, s, 0.85), "variant": "mask+steps50+wisek1"} for s in (0, 1)]
-    (_, blended), = label_efficiency.report_rows(rows, "test", Variant(), budget).values()
-    (_, plain), = label_efficiency.report_rows(rows, "test", Variant(finetuned_half_at=0.0), budget).values()
+    (_, blended), = summary.report_rows(rows, "test", Variant(), budget).values()
+    (_, plain), = summary.report_rows(rows, "test", Variant(finetuned_half_at=0.0), budget).values()
     assert {r["dice"] for r in blended} == {0.85} and {r["dice"] for r in plain} == {0.80}
-    assert list(label_efficiency.against_default_fine_tuning(blended, plain)) == [("hybrid", 1)]
+    (against,) = summary.against_baseline(blended, plain)
+    assert (against["method"], against["n_labels"], against["mean"]) == ("hybrid", 1, pytest.approx(0.05))
 
 
 def test_a_run_writes_the_main_report_only_at_every_pairs_chosen_settings():
-    full, Variant = label_efficiency.FULL, label_efficiency.Variant
+    full = label_efficiency.FULL
     brightfield, histology = "dsb2018-fluorescence-brightfield", "dsb2018-fluorescence-histology"
 
     def section(variant=Variant(), protocol="test", pairs=(brightfield,), **given):
@@ -376,44 +365,20 @@ def test_a_run_writes_the_main_report_only_at_every_pairs_chosen_settings():
         "label_efficiency_validation_lambda0.25")
     assert section(lambda_image=0.25, pairs=("retina-drive-chase",)) == "label_efficiency"
     assert section(Variant(finetuned_half_at=0.0), pairs=(histology,)) == "label_efficiency_mask"
-    assert section(base_channels=32) == "label_efficiency_width32"
+    assert section(pretrain_seed=1) == "label_efficiency_pretrainseed1"
 
 
-def test_diffusion_settings_name_their_checkpoints_records_and_columns():
-    budget = label_efficiency.FULL
-    assert budget.pretrain_tag("diffusion") == "" and budget.pretrain_args("diffusion") == ["--clean-fraction", "0.0"]
-    tuned = label_efficiency.replace(budget, diffusion_clean_fraction=0.5)
-    assert tuned.pretrain_tag("diffusion") == "clean0.5"
-    assert tuned.pretrain_args("diffusion") == ["--clean-fraction", "0.5"]
-    assert tuned.pretrain_tag("supervised") == "" and tuned.pretrain_args("supervised") == []
-
-    rows = [_record("hybrid", 5, s, 0.8) for s in (0, 1)] + [_record("diffusion", 5, s, 0.6) for s in (0, 1)]
-    rows += [_record("diffusion", 5, s, 0.7, pretrain="clean0.5") for s in (0, 1)]
-    (shown, reported), = label_efficiency.report_rows(rows, "test", label_efficiency.Variant(), tuned).values()
-    assert shown == {"hybrid": "clean0.5", "supervised": "", "diffusion": "clean0.5"}
-    assert sorted({r["method"] for r in reported}) == ["diffusion", "diffusion@clean0", "hybrid"]
-    assert {r["dice"] for r in reported if r["method"] == "diffusion"} == {0.7}
-    md = label_efficiency.pair_markdown(reported, list(label_efficiency.ARMS))
-    assert "hybrid − diffusion@clean0" in md and "+0.200 [" in md and "+0.100 [" in md
-
-    # a setting that has not run on the pair yet: the most-run one is shown as the arm
-    (shown, _), = label_efficiency.report_rows(rows[:4], "test", label_efficiency.Variant(), tuned).values()
-    assert shown["diffusion"] == ""
-
-
-def test_unlabelled_crops_are_added_to_the_batch_not_taken_from_it():
-    assert label_efficiency.Variant().batch(8) == (8, 0.0)
-    assert label_efficiency.Variant(unlabelled_share=0.5).batch(8) == (8, 0.5)
-    added = label_efficiency.Variant(unlabelled_crops=8)
-    assert added.batch(8) == (16, 0.5)
-    assert added.tag == "mask+denoise8crops"
-    assert label_efficiency.Variant(unlabelled_share=0.5).tag == "mask+denoise0.5"
-    assert label_efficiency.Variant("hybrid", unlabelled_share=0.5).tag == "hybrid+unlabelled0.5"
-
-
-def test_a_head_first_fine_tune_is_recorded_under_its_own_tag():
-    assert label_efficiency.Variant(head_steps=50).tag == "mask+head50"
-    assert label_efficiency.Variant(finetune_steps=600, head_steps=50).slug == "mask_steps600_head50"
+def test_a_setting_not_yet_run_on_a_pair_shows_the_most_run_one_as_the_arm():
+    tuned = replace(label_efficiency.FULL, invert_probability=0.5)
+    rows = [_record("hybrid", 5, s, 0.8) for s in (0, 1)] + [_record("supervised", 5, s, 0.6) for s in (0, 1)]
+    (shown, reported), = summary.report_rows(rows, "test", Variant(), tuned).values()
+    assert shown["hybrid"] == "clean0.5" and shown["supervised"] == ""
+    rows += [_record("supervised", 5, s, 0.7, pretrain="invert0.5") for s in (0, 1)]
+    (shown, reported), = summary.report_rows(rows, "test", Variant(), tuned).values()
+    assert shown["supervised"] == "invert0.5"
+    assert sorted({r["method"] for r in reported}) == ["hybrid", "supervised", "supervised@default"]
+    (_, main), = summary.report_rows(rows, "test", Variant(), tuned, other_settings=False).values()
+    assert sorted({r["method"] for r in main}) == ["hybrid", "supervised"]
 
 
 def _recorded_fine_tuning(monkeypatch, sample_root, read):
@@ -438,140 +403,44 @@ def test_a_learning_rate_variant_fine_tunes_the_pretrained_arms_at_that_rate_and
     from napari_hybridseg.learn import finetune as finetune_module
 
     rates, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root, lambda train_config, _: train_config.lr)
-    slower = label_efficiency.Variant(lr=1e-4)
+    slower = Variant(lr=1e-4)
     assert slower.tag == "mask+lr0.0001"
     for method in ("hybrid", "scratch"):
-        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
-                                       slower, seed=0)
+        runner.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK, slower, seed=0)
     assert rates == {"hybrid": 1e-4, "scratch": finetune_module.FINETUNE_LR}
-    scratch_faster = label_efficiency.Variant(scratch_lr=3e-3)
+    scratch_faster = Variant(scratch_lr=3e-3)
     assert scratch_faster.tag == "mask+scratchlr0.003"
-    label_efficiency.fit_and_score("scratch", pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
-                                   scratch_faster, seed=0)
+    runner.fit_and_score("scratch", pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
+                         scratch_faster, seed=0)
     assert rates["scratch"] == 3e-3
     for rates_given in ({"lr": -1e-3}, {"scratch_lr": 0.0}):
         with pytest.raises(ValueError, match="must be positive"):
-            label_efficiency.Variant(**rates_given)
+            Variant(**rates_given)
     with pytest.raises(SystemExit):
         label_efficiency.main(["--finetune-lr", "0", "--report-only"])
 
 
-def test_a_larger_fine_tuning_crop_reaches_every_network_arm_with_as_many_pixels_a_step(
-    tiny_sample_root, tiny_checkpoint, monkeypatch
-):
-    seen, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root,
-                                             lambda train_config, _: (train_config.crop_size, train_config.batch_size))
-    wider = label_efficiency.Variant(crop=128)
-    assert wider.tag == "mask+crop128"
-    budget = label_efficiency.QUICK  # 64² crops, 2 a batch: one 128² crop holds their pixels
-    for method in ("hybrid", "scratch"):
-        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, budget, wider, seed=0)
-    assert seen == {"hybrid": (128, 1), "scratch": (128, 1)}
-    assert label_efficiency.Variant(crop=32).crop_and_crops(budget) == (32, 8)
-    assert label_efficiency.Variant().crop_and_crops(budget) == (budget.crop, budget.batch_size)
-    with pytest.raises(ValueError, match="at least 16"):
-        label_efficiency.Variant(crop=8)
-    with pytest.raises(SystemExit):
-        label_efficiency.main(["--finetune-crop", "4", "--report-only"])
-
-
-def test_a_bfloat16_variant_is_compared_with_bfloat16_plain_fine_tuning_when_asked(tmp_path, monkeypatch):
-    monkeypatch.setattr(label_efficiency, "native_bfloat16", lambda device: True)
-    work, results, md = tmp_path / "work", tmp_path / "benchmarks" / "results", tmp_path / "BENCHMARKS.md"
-    records = label_efficiency.Records(work / "records.jsonl")
-    wider = label_efficiency.Variant(crop=256, precision="bfloat16")
-    for seed in (0, 1):
-        records.add(_record("hybrid", 5, seed, 0.70))  # float32: not the baseline asked for
-        records.add({**_record("hybrid", 5, seed, 0.80), "variant": "mask+bf16"})
-        records.add({**_record("hybrid", 5, seed, 0.83), "variant": wider.tag})
-    common = ["--work", str(work), "--results-dir", str(results), "--benchmarks-md", str(md), "--report-only",
-              "--precision", "bfloat16", "--finetune-crop", "256", "--report-name", "crop"]
-    assert label_efficiency.main([*common, "--baseline-precision", "bfloat16"]) == 0
-    (entry,) = json.loads((results / "crop.json").read_text())
-    (against,) = entry["against_default_fine_tuning"]
-    assert against["mean"] == pytest.approx(0.03)
-    assert "hybrid: mask+crop256+bf16 − mask+bf16" in md.read_text()
-    assert label_efficiency.main(common) == 0
-    (entry,) = json.loads((results / "crop.json").read_text())
-    assert entry["against_default_fine_tuning"][0]["mean"] == pytest.approx(0.13)
-
-
-def test_keeping_near_the_start_applies_to_the_pretrained_arms_only(tiny_sample_root, tiny_checkpoint, monkeypatch):
-    seen, pool, data = _recorded_fine_tuning(monkeypatch, tiny_sample_root,
-                                             lambda train_config, config: (train_config.start_decay, config.finetuned_share))
-    near = label_efficiency.Variant(finetune_steps=50, start_decay=10.0, finetuned_share=0.5)
-    assert near.tag == "mask+steps50+l2sp10+wise0.5"
-    for method in ("hybrid", "scratch"):
-        label_efficiency.fit_and_score(method, pool[:1], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
-                                       near, seed=0)
-    assert seen == {"hybrid": (10.0, 0.5), "scratch": (0.0, 1.0)}
-    by_labels = label_efficiency.Variant(finetuned_half_at=1.0)
-    assert by_labels.tag == "mask+wisek1"
-    assert [by_labels.finetuned_share_for(n) for n in (0, 1, 3)] == [1.0, 0.5, 0.75]
-    label_efficiency.fit_and_score("hybrid", pool[:3], data, lambda _: tiny_checkpoint, label_efficiency.QUICK,
-                                   by_labels, seed=0)
-    assert seen["hybrid"] == (0.0, 0.75)
-    with pytest.raises(ValueError, match="not both"):
-        label_efficiency.Variant(finetuned_share=0.5, finetuned_half_at=1.0)
-    for bad in (["--start-decay", "-1"], ["--finetuned-share", "0"], ["--finetuned-half-at", "-1"]):
-        with pytest.raises(SystemExit):
-            label_efficiency.main([*bad, "--report-only"])
-
-
-def test_the_report_names_the_machines_that_ran_the_records_not_the_one_rebuilding_it():
-    line = label_efficiency.machines_line
-    assert line([{"machine": "A"}, {"machine": "A"}], "HERE") == "A"
-    mixed = line([{"machine": "A"}, {"machine": "B"}, {"machine": "A"}, {}], "HERE")
-    assert mixed == "A (2 runs); B (1 run); 1 run from before records named their machine (this report rebuilt on HERE)"
-
-
-def test_a_variant_can_be_compared_with_the_default_fine_tuning_at_other_steps(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
-    Variant = label_efficiency.Variant
-    blend = Variant(finetune_steps=50, finetuned_share=0.5)
-    for seed in (0, 1):
-        records.add(_record("hybrid", 1, seed, 0.60))  # 200 steps
-        records.add({**_record("hybrid", 1, seed, 0.70), "variant": Variant(finetune_steps=50).tag})
-        records.add({**_record("hybrid", 1, seed, 0.75), "variant": blend.tag})
-    md = tmp_path / "BENCHMARKS.md"
-    label_efficiency.write_report(records, "test", blend, label_efficiency.FULL, "cmd", results, md, "blend",
-                                  baseline=Variant(finetune_steps=50))
-    (entry,) = json.loads((results / "blend.json").read_text())
-    (against,) = entry["against_default_fine_tuning"]
-    assert against["mean"] == pytest.approx(0.05)
-    assert "hybrid: mask+steps50+wise0.5 − mask+steps50" in md.read_text()
+def test_the_report_names_the_machines_that_ran_the_records():
+    line = page.machines_line
+    assert line([{"machine": "A"}, {"machine": "A"}]) == "A"
+    mixed = line([{"machine": "A"}, {"machine": "B"}, {"machine": "A"}, {}])
+    assert mixed == "A (2 runs); B (1 run); 1 run from before records named their machine"
 
 
 def test_a_fine_tuning_variant_is_compared_paired_with_the_default_on_the_same_runs(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
     records = label_efficiency.Records(tmp_path / "work" / "records.jsonl")
-    longer = label_efficiency.Variant(finetune_steps=600)
+    longer = Variant(finetune_steps=600)
     for seed in (0, 1, 2):
         records.add(_record("hybrid", 5, seed, 0.80))
         records.add({**_record("hybrid", 5, seed, 0.82), "variant": longer.tag})
         records.add({**_record("hybrid", 0, seed, 0.70), "variant": longer.tag})  # zero-shot: nothing fine-tuned
     records.add({**_record("scratch", 5, 0, 0.7), "variant": longer.tag})  # no default run of its own to pair with
-    md = tmp_path / "BENCHMARKS.md"
-    label_efficiency.write_report(records, "test", longer, label_efficiency.FULL, "cmd", results, md,
-                                  "label_efficiency_mask_steps600")
-    (entry,) = json.loads((results / "label_efficiency_mask_steps600.json").read_text())
-    (against,) = entry["against_default_fine_tuning"]
+    data, _ = _report(tmp_path, records, "label_efficiency_mask_steps600", longer, main=False)
+    (against,) = data["pairs"][0]["against_baseline"]["intervals"]
     assert (against["method"], against["n_labels"], against["n_seeds"]) == ("hybrid", 5, 3)
     assert against["mean"] == pytest.approx(0.02)
-    assert "hybrid: mask+steps600 − mask" in md.read_text() and "+0.020 [+0.020, +0.020] (3)" in md.read_text()
+    text = (tmp_path / "results" / "label_efficiency_mask_steps600.md").read_text()
+    assert "hybrid: mask+steps600 − mask" in text and "+0.020 [+0.020, +0.020] (3)" in text
 
-    label_efficiency.write_report(records, "test", label_efficiency.Variant(), label_efficiency.FULL, "cmd",
-                                  results, md, "label_efficiency")
-    (entry,) = json.loads((results / "label_efficiency.json").read_text())
-    assert "against_default_fine_tuning" not in entry  # the default is not compared with itself
-
-    # the variant also ran another pretraining setting, which its report shows as the arm: the default setting's
-    # runs (``hybrid`` in the default report, ``hybrid@clean0.5`` in the variant's) still pair with each other
-    for seed in (0, 1, 2):
-        records.add({**_record("hybrid", 5, seed, 0.9, pretrain="clean0.5-invert0.5"), "variant": longer.tag})
-    inverted = label_efficiency.FULL.overridden(invert_probability=0.5)
-    label_efficiency.write_report(records, "test", longer, inverted, "cmd", results, md, "label_efficiency_mask_steps600")
-    (entry,) = json.loads((results / "label_efficiency_mask_steps600.json").read_text())
-    (against,) = entry["against_default_fine_tuning"]
-    assert (against["method"], against["mean"]) == ("hybrid@clean0.5", pytest.approx(0.02))
+    data, _ = _report(tmp_path, records)
+    assert "against_baseline" not in data["pairs"][0]  # the default is not compared with itself
