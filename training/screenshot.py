@@ -26,7 +26,7 @@ def main(argv=None) -> int:
         viewer.layers[MASK_LAYER].data = true_mask(dock.key)
         dock.accept()
     process_events_until(lambda: mask_shown(dock))
-    process_events_until(lambda: len(dock.loss_plot.steps) >= 6, timeout=600)
+    process_events_until(lambda: len(dock.refinement.loss_plot.steps) >= 6, timeout=600)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.out), canvas_only=False)
     print(f"wrote {args.out}")
