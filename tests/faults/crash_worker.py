@@ -1,15 +1,20 @@
 """Keeps saving to a project until it is killed: the subject of the SIGKILL fault-injection test.
 
-    python crash_worker.py IMAGES_FOLDER accept|refine SEED
+    python crash_worker.py IMAGES_FOLDER accept|refine SEED [nonatomic]
 
 Prints ``READY`` once the project is open, then ``ACK <key> <round>`` after each
 accepted mask is saved and ``MODEL <version>`` after each model version is
 registered and made active; the parent kills it at a random moment and checks
-that everything acknowledged survived.
+that everything acknowledged survived. ``nonatomic`` swaps the store's one write of its image-state document
+for a deliberately non-atomic one (the file truncated and rewritten in place, in two halves): the fault test
+must catch that.
 """
 
+import json
+import os
 import sys
 import threading
+import time
 
 import numpy as np
 import torch
@@ -67,8 +72,22 @@ def refine_forever(store: ProjectStore, seed: int) -> None:
         say(f"MODEL {version}")
 
 
+def write_state_in_place(store: ProjectStore, images: dict) -> None:
+    """The state document written as a careless program would: truncated, then filled in two halves."""
+    path = store.store_path / "state" / "zarr.json"
+    text = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"images": images}})
+    with open(path, "w") as f:
+        f.write(text[: len(text) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        time.sleep(0.2)  # a slow disk: the torn state lasts long enough for a kill to find it
+        f.write(text[len(text) // 2:])
+
+
 def main() -> None:
     folder, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if sys.argv[4:] == ["nonatomic"]:
+        ProjectStore._write_images_state = write_state_in_place
     torch.set_num_threads(1)
     store = ProjectStore.open(folder)
     rng = np.random.default_rng(seed)
