@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         data = page.load(section, folder)
         if data is None:
             p.error(f"no report {folder / section}.json to rebuild the section from")
+        if not isinstance(data, dict):  # a study's report in the format of the commit that wrote it
+            p.error(f"{folder / section}.json predates this report format: its page {section}.md is as its command "
+                    "wrote it; rebuild the report from its records with --work")
         page.write(data, section, folder, md)
         return 0
     if args.precision == "bfloat16" and not native_bfloat16(torch.device("cpu")):
