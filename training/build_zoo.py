@@ -47,17 +47,36 @@ class ZooRecipe:
 
 HALF_RES = ("--method", "hybrid", "--patch-size", "2", "--clean-fraction", "0.5")
 RECIPES: dict[str, ZooRecipe] = {
-    "nuclei": ZooRecipe(("dsb2018:fluorescence",), ("dsb2018:fluorescence:val",),
-                        (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5")),
-    "lungs": ZooRecipe(("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "4000")),
-    "polyps": ZooRecipe(("polyps:kvasir",), ("polyps:kvasir:val",), (*HALF_RES, "--steps", "4000")),
-    # vessels are 1–3 px wide: full resolution; λ and σ as chosen for this source on CHASE validation
-    "vessels": ZooRecipe(("retina:drive",), ("retina:drive:val",),
-                         ("--method", "hybrid", "--patch-size", "1", "--clean-fraction", "0.5", "--lambda-image",
-                          "0.25", "--sigma-log-mean", "-2.0", "--steps", "1500")),
+    "nuclei": ZooRecipe(
+        ("dsb2018:fluorescence",), ("dsb2018:fluorescence:val",),
+        (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5"),
+        limits="Zero-shot it segments fluorescence nuclei well and stained tissue fairly; on large brightfield images "
+               "it finds little before fine-tuning. Nuclei are predicted on a 2× coarser grid: for objects under about "
+               "6 px, pretrain at full resolution (`--patch-size 1`). Masks are binary: touching nuclei are one object "
+               "(the viewer splits the foreground into connected components). Why half resolution, and what it costs: "
+               "[docs/studies/shipped_model.md](../../docs/studies/shipped_model.md)."),
+    "lungs": ZooRecipe(
+        ("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "4000"),
+        limits="Pretrained on children's radiographs whose masks stop at the heart border; adult radiographs whose "
+               "outlines run behind the heart need a few corrections before its masks follow that convention."),
+    "polyps": ZooRecipe(
+        ("polyps:kvasir",), ("polyps:kvasir:val",), (*HALF_RES, "--steps", "4000"),
+        limits="Frames of one hospital's endoscopes; other endoscopes' dark borders and glare need corrections."),
+    # vessels are 1–3 px wide: full resolution; λ, σ and the fine-tuning rate as chosen for this source on CHASE
+    # validation (docs/studies/lambda.md, noise_levels.md, learning_rates.md)
+    "vessels": ZooRecipe(
+        ("retina:drive",), ("retina:drive:val",),
+        ("--method", "hybrid", "--patch-size", "1", "--clean-fraction", "0.5", "--lambda-image", "0.25",
+         "--sigma-log-mean", "-2.0", "--steps", "1500"),
+        FinetuneRecipe(lr=3e-3),
+        limits="Full resolution (vessels are 1–3 px wide), so about four times the arithmetic of the others: "
+               "slower to predict and to refine. Pretrained on 32 images."),
     "general": ZooRecipe(("dsb2018:fluorescence", "lungs:paediatric", "polyps:kvasir", "retina:drive"),
                          ("dsb2018:fluorescence:val", "lungs:paediatric:val", "polyps:kvasir:val", "retina:drive:val"),
-                         (*HALF_RES, "--steps", "4000", "--invert-probability", "0.25")),
+                         (*HALF_RES, "--steps", "4000", "--invert-probability", "0.25"),
+                         limits="One mask head for four meanings of 'foreground' (nuclei, lungs, polyps, vessels): "
+                                "a start for a kind of image the zoo has no model for, to be fine-tuned; at half "
+                                "resolution, thin structures such as vessels come out coarse."),
 }
 
 
