@@ -213,7 +213,8 @@ class AnnotationSession:
         if record.prediction_model == EDITED:
             return ImageStatus("edited", record.edited_from)
         if record.has_prediction:
-            return ImageStatus("predicted", record.prediction_model, stale=record.prediction_model != self.active_version)
+            stale = record.prediction_model != self.active_version
+            return ImageStatus("predicted", record.prediction_model, stale=stale)
         return ImageStatus("unlabelled")
 
     def save_position(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QPushButton, QWidget
 
 from ..annotation import AnnotationSession
@@ -46,7 +46,7 @@ class ModelPanel(QGroupBox):
             if v.get("usable", True):
                 self.combo.addItem(f"{v['id']} — {v.get('note', '')}", v["id"])
                 self.combo.setItemData(self.combo.count() - 1, f"{v['id']}: {v.get('note', '')}",
-                                       role=3)  # Qt.ToolTipRole: the whole note
+                                       Qt.ItemDataRole.ToolTipRole)  # the whole note
         self.combo.setCurrentIndex(max(0, self.combo.findData(store.active_model)))
 
     def _chosen(self, index: int) -> None:

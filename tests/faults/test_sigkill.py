@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 
 def _start(folder: Path, mode: str, seed: int, variant: str = "") -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(WORKER), str(folder), mode, str(seed), *([variant] if variant else [])],
+    variant_args = [variant] if variant else []
+    return subprocess.Popen([sys.executable, str(WORKER), str(folder), mode, str(seed), *variant_args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
