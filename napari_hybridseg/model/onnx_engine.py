@@ -19,6 +19,8 @@ not load is exported again.
 
 from __future__ import annotations
 
+import importlib.util
+
 import io
 import logging
 import os
@@ -40,8 +42,11 @@ log = logging.getLogger(__name__)
 
 
 def onnxruntime_available() -> bool:
+    # onnx (the exporter's) is only looked up: importing it holds Python's lock for about a second, a stall of
+    # the viewer even from a worker thread, and the export runs in a child process anyway
+    if importlib.util.find_spec("onnx") is None:
+        return False
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
