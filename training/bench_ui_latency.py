@@ -86,16 +86,17 @@ class Scenario:
                     self.initial_version = dock.session.store.active_model
             return
         if self.refine_ended is None:
-            if dock.session.store.active_model != self.initial_version or dock._refine_worker is None:
+            if dock.session.store.active_model != self.initial_version or dock.refinement.worker is None:
                 self.refine_ended = now
             else:
-                if dock.progress.value() != self.last_progress:
-                    self.last_progress = dock.progress.value()
+                if dock.refinement.progress.value() != self.last_progress:
+                    self.last_progress = dock.refinement.progress.value()
                     self.progress_changes.append(now)
                 self.navigate(now)
             return
         if self.control_started is None:  # the control: the same user once the new model's background work is done
-            workers = (dock._refine_worker, dock._refresh_worker, dock._score_worker, dock._prefetch_worker)
+            workers = (dock.refinement.worker, dock.annotator.refresh_worker, dock.suggestions.score_worker,
+                       dock.annotator.prefetch_worker)
             if any(worker is not None for worker in workers):
                 self.background_done = None
             elif self.background_done is None:
