@@ -20,6 +20,9 @@ from .precond import SIGMA_MIN, HybridSegModel
 
 METHODS = ("hybrid", "supervised", "diffusion")
 IGNORE_INDEX = -1
+#: A target pixel known to be foreground but not which foreground class (an instances model's interior or
+#: boundary, from a binary mask): cross-entropy scores the summed probability of the foreground classes.
+FOREGROUND_INDEX = -2
 # The share of a batch at σ_min when a LossConfig does not say. Supervised draws every sample there whatever
 # its value; 0.25 is what its checkpoints have always recorded, and what a hybrid fine-tune of one copies.
 DEFAULT_CLEAN_FRACTION = {"hybrid": 0.25, "supervised": 0.25, "diffusion": 0.0}
@@ -55,9 +58,9 @@ class LossTerms(NamedTuple):
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 − mean soft Dice over the foreground classes, ignoring IGNORE_INDEX pixels."""
+    """1 − mean soft Dice over the foreground classes, ignoring IGNORE_INDEX and FOREGROUND_INDEX pixels."""
     probs = logits.softmax(dim=1)
-    valid = (target != IGNORE_INDEX).unsqueeze(1)
+    valid = (target >= 0).unsqueeze(1)
     one_hot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2)
     probs, one_hot = probs * valid, one_hot * valid
     dims = (0, 2, 3)
@@ -67,12 +70,23 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - dice[1:].mean()
 
 
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled pixels; at a FOREGROUND_INDEX pixel, −log of the summed probability
+    of the foreground classes."""
+    foreground = target == FOREGROUND_INDEX
+    if not foreground.any():
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    log_probs = logits.log_softmax(dim=1)
+    picked = log_probs.gather(1, target.clamp(min=0).unsqueeze(1)).squeeze(1)
+    either = torch.logsumexp(log_probs[:, 1:], dim=1)
+    return -torch.where(foreground, either, picked)[target != IGNORE_INDEX].mean()
+
+
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy + soft Dice; zero when no pixel is labelled."""
     if not (target != IGNORE_INDEX).any():
         return logits.sum() * 0.0
-    ce = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    return ce + soft_dice_loss(logits, target)
+    return cross_entropy(logits, target) + soft_dice_loss(logits, target)
 
 
 class HybridLoss:

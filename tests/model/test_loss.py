@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from napari_hybridseg.model.loss import (
+    FOREGROUND_INDEX,
     IGNORE_INDEX,
     METHODS,
     HybridLoss,
     LossConfig,
+    cross_entropy,
     mask_loss,
     soft_dice_loss,
 )
@@ -293,3 +295,20 @@ def test_tiny_model_overfits_one_batch_with_the_hybrid_loss():
     assert math.isfinite(last.total.item())
     assert last.total.item() < 0.6 * first.total.item()
     assert last.mask.item() < 0.6 * first.mask.item()
+
+
+def test_foreground_pixels_score_the_summed_foreground_probability():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, -1.0]]).T.reshape(1, 3, 2, 1)  # two pixels, three classes
+    target = torch.tensor([[[FOREGROUND_INDEX], [0]]])
+    probs = logits.softmax(1)[0, :, :, 0]
+    expected = -(torch.log(probs[1, 0] + probs[2, 0]) + torch.log(probs[0, 1])) / 2
+    assert cross_entropy(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_foreground_pixels_are_left_out_of_the_soft_dice_and_cost_nothing_when_either_class_fits():
+    classes = torch.tensor([[[0, 1, 2, 1]]])
+    logits = confident_logits(classes, 3)
+    target = torch.tensor([[[0, FOREGROUND_INDEX, FOREGROUND_INDEX, IGNORE_INDEX]]])
+    assert mask_loss(logits, target).item() < 1e-3
+    wrong = confident_logits(torch.tensor([[[0, 0, 0, 0]]]), 3)
+    assert cross_entropy(wrong, target).item() > 10
