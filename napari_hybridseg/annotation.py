@@ -19,6 +19,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from .data.datasets import Sample
+from .data.io import ImageReadError
 from .export import ExportItem
 from .model.checkpoint import load_checkpoint, read_metadata
 from .model.onnx_graph import GraphSegmenter
@@ -28,11 +29,14 @@ if TYPE_CHECKING:  # torch loads on first use (over a second): the first predict
     import torch
 
     from .learn.acquisition import DisagreementScorer
+    from .learn.choose import ScoredCandidate
     from .learn.refine import RefineJob, RefineResult
     from .model.inference import Segmenter
 
 EDITED = "edited"  # the model tag of a mask the user changed but has not accepted
-REFINE_DEFAULTS: dict[str, Any] = {"refine_steps": 100, "refine_batch_size": 8, "refine_crop": 96, "refine_loss": "mask"}
+#: Refinement settings a project may set (``refine_steps``, ``refine_batch_size``, ``refine_crop``, ``refine_lr``);
+#: the ones it does not set come from the start model's own fine-tuning recipe.
+REFINE_DEFAULTS: dict[str, Any] = {"refine_loss": "mask"}
 #: CPU threads for the one prediction the user is waiting for (background work gets one).
 FOREGROUND_THREADS = min(4, os.cpu_count() or 1)
 #: How the viewer ranks images (DisagreementScorer options): S = 8 noise samples (4 at each default σ*)
@@ -139,13 +143,40 @@ class AnnotationSession:
         """Roll back or forward to any registered version (None: the shipped model)."""
         self.store.set_active_model(version)
 
-    def import_checkpoint(self, path: str | os.PathLike) -> str:
+    def import_checkpoint(self, path: str | os.PathLike, note: str | None = None) -> str:
         """Use another checkpoint: validated, copied into the project and made the base for refinement."""
         model, meta = load_checkpoint(path)
-        version = self.store.add_model_version(model, meta, parent=None, note=f"imported from {Path(path).name}",
+        version = self.store.add_model_version(model, meta, parent=None, note=note or f"imported from {Path(path).name}",
                                                activate=True)
         self.store.update_settings(base_model=version)
         return version
+
+    def needs_start_model(self) -> bool:
+        """A new project, still on the shipped default with no model of its own: the start is to be chosen."""
+        return not self.store.model_versions()
+
+    def rank_start_models(self, on_progress: Callable[[int, int], None] | None = None) -> list[ScoredCandidate]:
+        """The shipped models, best fit to this project's images first (reads up to 24 of them; call from a
+        worker)."""
+        from .learn.choose import rank_start_models
+        from .learn.fit import FitProbe
+
+        keys = self.keys()
+        step = max(1, len(keys) // FitProbe().max_images)
+        images = []
+        for key in keys[::step]:
+            try:
+                images.append(self.read_image(key))
+            except (ImageReadError, OSError):
+                continue
+        if not images:
+            raise ValueError("none of the images could be read to choose a start model")
+        return rank_start_models(images, on_progress=on_progress)
+
+    def start_from(self, scored: ScoredCandidate) -> str:
+        """Make the shipped model ``scored`` (from :meth:`rank_start_models`) the project's start."""
+        return self.import_checkpoint(scored.candidate.path,
+                                      note=f"{scored.name} (shipped), chosen automatically as the best fit to these images")
 
     # -- navigation --------------------------------------------------------------------
     def keys(self) -> list[str]:
@@ -436,15 +467,16 @@ class AnnotationSession:
         keys = self.store.accepted_keys()
         if not keys:
             raise ValueError("accept at least one mask before refining")
-        from .learn.finetune import FinetuneConfig, default_finetune_train_config
+        from .learn.finetune import FinetuneConfig
+        from .learn.recipe import FinetuneRecipe
         from .learn.refine import RefineJob
 
         labelled = [Sample(k, self.store.read_image(k), self.store.accepted_mask(k)) for k in keys]
         s = self.settings
         base_model, base_meta = load_checkpoint(self.store.model_path(s.get("base_model")))
-        train_config = default_finetune_train_config(
-            steps=int(s["refine_steps"]), batch_size=int(s["refine_batch_size"]), crop_size=int(s["refine_crop"]),
-            seed=len(self.store.model_versions()),
+        train_config = FinetuneRecipe.from_metadata(base_meta).train_config(
+            steps=s.get("refine_steps"), batch_size=s.get("refine_batch_size"), crop_size=s.get("refine_crop"),
+            lr=s.get("refine_lr"), seed=len(self.store.model_versions()),
         )
         if threads is None:
             threads = 1 if self.device.type == "cpu" else None

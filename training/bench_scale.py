@@ -122,18 +122,16 @@ def score_images(n_images: int, threads: int, engine: str = "auto") -> dict:
 
 
 def refine_images(n_accepted: int, threads: int, checkpoint: str | None = None, steps: int | None = None) -> dict:
-    from napari_hybridseg.annotation import REFINE_DEFAULTS
     from napari_hybridseg.data.datasets import Sample
     from napari_hybridseg.data.synthetic import make_sample
-    from napari_hybridseg.learn.finetune import default_finetune_train_config
+    from napari_hybridseg.learn.recipe import FinetuneRecipe
     from napari_hybridseg.learn.refine import RefineJob
     from napari_hybridseg.model.checkpoint import load_checkpoint
     from napari_hybridseg.resources import default_model_path
 
     model, meta = load_checkpoint(checkpoint or default_model_path())
     labelled = [Sample(f"img{i}", *make_sample(i, (256, 256))) for i in range(n_accepted)]
-    config = default_finetune_train_config(steps=steps or REFINE_DEFAULTS["refine_steps"], batch_size=REFINE_DEFAULTS["refine_batch_size"],
-                                           crop_size=REFINE_DEFAULTS["refine_crop"])
+    config = FinetuneRecipe.from_metadata(meta).train_config(steps=steps)  # what the viewer's refinement runs
     start = time.perf_counter()
     result = RefineJob(model, meta, labelled, config, threads=threads).run()
     assert result.ok, result.message

@@ -205,7 +205,7 @@ def measure_once(navigate_every: float) -> dict:
         "late_heartbeats": [[round(float(t - scenario.refine_started), 3), round(float(ms), 1)]
                             for t, ms in zip(window[1:][late], intervals_ms[late])],
         "progress_shown_s": [round(t - scenario.refine_started, 3) for t in scenario.progress_changes],
-        "refine_settings": {k: settings[k] for k in ("refine_steps", "refine_batch_size", "refine_crop")},
+        "refine_settings": {k: settings[k] for k in ("refine_steps", "refine_batch_size", "refine_crop") if k in settings},
         "image_shape": list(image.shape),
     }
 

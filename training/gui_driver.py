@@ -30,7 +30,7 @@ def dock_on_sample(**dock_widget_options):
     from napari_hybridseg._qt.dock import HybridSegDock
 
     viewer = napari.Viewer(title="napari-hybridseg")
-    dock = HybridSegDock(viewer, device="cpu")
+    dock = HybridSegDock(viewer, device="cpu", choose_start_model=False)
     viewer.window.add_dock_widget(dock, area="right", **dock_widget_options)
     dock.open_folder(sample_copy())
     return viewer, dock

@@ -34,10 +34,13 @@ SHOWN = {"accepted": "accepted (from {version}); edit it and accept again to rep
 
 
 class HybridSegDock(QWidget):
-    def __init__(self, napari_viewer, device: str = "auto"):
+    def __init__(self, napari_viewer, device: str = "auto", choose_start_model: bool = True):
+        """``choose_start_model``: a new project starts from the shipped model that fits its images best (False:
+        from the shipped default, for scripts that set the model themselves)."""
         super().__init__()
         build_cached_unit_registry()  # before the first layer, which would otherwise parse pint's units afresh
         self.viewer, self.device = napari_viewer, device
+        self._choose_start_model = choose_start_model
         self.session: AnnotationSession | None = None
         self._note = ""  # opens the status lines about the next image shown (e.g. "Saved the mask of …")
         self._first_ranking_due = False
@@ -58,7 +61,7 @@ class HybridSegDock(QWidget):
         self.scroll_area = ScrollColumn()  # a window too short for every control scrolls the dock
         outer.addWidget(self.scroll_area)
         self.images = ImagesPanel()
-        self.model = ModelPanel(self.say)
+        self.model = ModelPanel(self.pool, self.say, self._choose_start_model)
         self.suggestions = SuggestionPanel(viewer=self.viewer, pool=self.pool, say=self.say)
         self.refinement = RefinePanel(self.pool, self.say)
         self.exports = ExportPanel(self.pool, self.say)

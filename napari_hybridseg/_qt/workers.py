@@ -72,6 +72,12 @@ def export_steps(exporter, path, items):
     return None
 
 
+def rank_start_models(session: AnnotationSession):
+    """The shipped models ranked by how well they know the project's images (reads a few, loads each model)."""
+    one_torch_thread()
+    return session.rank_start_models()
+
+
 def check_files(session: AnnotationSession):
     yield from session.check_files()
 

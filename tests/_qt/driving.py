@@ -48,9 +48,9 @@ def wait_for_prediction(qtbot, dock):
     qtbot.waitUntil(lambda: dock.viewer.layers[MASK_LAYER].editable, timeout=60_000)
 
 
-def open_dock(make_napari_viewer, folder):
+def open_dock(make_napari_viewer, folder, choose_start_model: bool = False):
     viewer = make_napari_viewer()
-    dock = HybridSegDock(viewer, device="cpu")
+    dock = HybridSegDock(viewer, device="cpu", choose_start_model=choose_start_model)
     viewer.window.add_dock_widget(dock)
     assert dock.open_folder(folder)
     return viewer, dock

@@ -39,7 +39,7 @@ def awkward_folder(tmp_path):
 
 def test_every_file_gets_a_prediction_or_a_clear_message(make_napari_viewer, qtbot, awkward_folder):
     viewer = make_napari_viewer()
-    dock = HybridSegDock(viewer, device="cpu")
+    dock = HybridSegDock(viewer, device="cpu", choose_start_model=False)
     viewer.window.add_dock_widget(dock)
     assert dock.open_folder(awkward_folder)
     assert sorted(dock.session.keys()) == sorted(READABLE + list(UNREADABLE))  # .txt and .pt are not offered

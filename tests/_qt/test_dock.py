@@ -108,7 +108,7 @@ def test_unaccepted_edit_survives_navigation(make_napari_viewer, qtbot, image_fo
 
 def test_opening_a_folder_without_images_says_so(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
-    dock = HybridSegDock(viewer, device="cpu")
+    dock = HybridSegDock(viewer, device="cpu", choose_start_model=False)
     (tmp_path / "notes.txt").write_text("no images here")
     assert not dock.open_folder(tmp_path)
     assert "no PNG, TIFF or JPEG images" in dock.status.text()

@@ -11,6 +11,7 @@ from napari_hybridseg._qt.disagreement_layer import DISAGREEMENT_COLORMAP, DISAG
 from napari_hybridseg._qt.dock import MASK_LAYER
 from napari_hybridseg.annotation import AnnotationSession
 from napari_hybridseg.project import ProjectStore
+from napari_hybridseg.zoo import zoo_models
 from tests._qt.driving import list_text, open_dock, wait_for_prediction
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "viewer.md"
@@ -28,7 +29,8 @@ def two_versions(image_folder, tiny_checkpoint):
 def test_rolling_back_and_forward_through_the_model_box(make_napari_viewer, qtbot, two_versions):
     viewer, dock = open_dock(make_napari_viewer, two_versions)
     combo = dock.model.combo
-    assert [combo.itemData(i) for i in range(combo.count())] == [None, "v0001", "v0002"]
+    assert [combo.itemData(i) for i in range(3)] == [None, "v0001", "v0002"]
+    assert {combo.itemData(i) for i in range(3, combo.count())} >= {f"zoo:{m.name}" for m in zoo_models()}
     assert combo.currentData() == "v0002"
     wait_for_prediction(qtbot, dock)
     key = dock.key
@@ -47,6 +49,37 @@ def test_rolling_back_and_forward_through_the_model_box(make_napari_viewer, qtbo
     assert dock.session.active_version == "v0002"
     dock.close_project()
     assert ProjectStore.open(two_versions).active_model == "v0002"
+
+
+def test_a_new_project_starts_from_the_shipped_model_that_knows_its_images_best(make_napari_viewer, qtbot,
+                                                                               image_folder):
+    viewer, dock = open_dock(make_napari_viewer, image_folder, choose_start_model=True)
+    assert "Choosing the shipped model" in dock.model.why.text()
+    qtbot.waitUntil(lambda: dock.session.active_version == "v0001", timeout=120_000)
+    best = dock.session.rank_start_models()[0].name
+    assert f"Start model: <b>{best}</b>, chosen automatically" in dock.model.why.text()
+    assert "knows these images best" in dock.model.why.text()
+    assert dock.model.combo.currentText().startswith(f"v0001 — {best} (shipped)")
+    qtbot.waitUntil(lambda: not dock.session.stale_keys(), timeout=120_000)  # its predictions replace the default's
+    dock.close_project()
+    reopened, dock = open_dock(make_napari_viewer, image_folder, choose_start_model=True)
+    assert dock.session.active_version == "v0001" and f"Started from {best} (shipped)" in dock.model.why.text()
+    dock.close_project()
+
+
+def test_picking_a_shipped_model_in_the_model_box_starts_from_it(make_napari_viewer, qtbot, image_folder):
+    viewer, dock = open_dock(make_napari_viewer, image_folder)
+    wait_for_prediction(qtbot, dock)
+    combo = dock.model.combo
+    index = combo.findData("zoo:lungs")
+    assert index > 0 and "lung fields in chest X-rays" in combo.itemText(index)
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)  # as a click on the entry does
+    assert dock.session.active_version == "v0001"
+    assert dock.session.store.model_versions()[0]["note"] == "lungs (shipped), picked by hand"
+    assert combo.currentData() == "v0001" and "picked by hand" in dock.model.why.text()
+    qtbot.waitUntil(lambda: not dock.session.stale_keys(), timeout=120_000)
+    dock.close_project()
 
 
 def test_the_disagreement_map_has_a_scale_and_leaves_the_mask_visible(make_napari_viewer, qtbot, two_versions):

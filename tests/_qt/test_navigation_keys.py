@@ -36,7 +36,7 @@ def click_row(qtbot, view, key: str) -> None:
 def test_page_keys_and_shift_a_work_right_after_the_open_folder_dialog(make_napari_viewer, qtbot, tiny_folder,
                                                                        monkeypatch):
     viewer = make_napari_viewer()
-    dock = HybridSegDock(viewer, device="cpu")
+    dock = HybridSegDock(viewer, device="cpu", choose_start_model=False)
     viewer.window.add_dock_widget(dock)
     activate(qtbot, viewer)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *args, **kwargs: str(tiny_folder)))
