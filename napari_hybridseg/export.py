@@ -6,10 +6,16 @@ and napari-ome-zarr open the whole export as one grid of images with the masks o
 field on its own. Images of one folder usually share a size; where they do not, every field is padded
 (zeros at the bottom and right; a grey image repeated into the colour channels) to the largest, because
 a plate is a grid of equal tiles, and each field's attributes say the image's own size.
+
+Both exports keep the masks' ids (one per object) and write each image's table of objects, one row per id
+(``id, area, centroid_y, centroid_x``, in pixels), as ``objects/<stem>.csv``: in the PNG folder, or in the
+plate's folder.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -26,6 +32,8 @@ from .data.io import write_mask_png
 FORMATS = ("png", "zarr")
 EXPORT_FORMAT = "napari-hybridseg-export"
 PROVENANCE_FILE = "provenance.json"
+OBJECTS_FOLDER = "objects"
+OBJECT_COLUMNS = ("id", "area", "centroid_y", "centroid_x")
 
 
 class MaskWriter:
@@ -84,6 +92,35 @@ class ExportItem:
                 "accepted_at": self.accepted_at}
 
 
+def object_table(mask: np.ndarray) -> list[tuple[int, int, float, float]]:
+    """One row per id of a label image: (id, area in pixels, centroid row, centroid column), by id."""
+    from skimage.measure import regionprops_table
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D, got shape {mask.shape}")
+    table = regionprops_table(mask.astype(np.int64, copy=False), properties=("label", "area", "centroid"))
+    return [(int(i), int(a), round(float(y), 3), round(float(x), 3))
+            for i, a, y, x in zip(table["label"], table["area"], table["centroid-0"], table["centroid-1"])]
+
+
+def write_object_table(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write :func:`object_table` of ``mask`` as CSV with a header row (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(OBJECT_COLUMNS)
+    writer.writerows(object_table(mask))
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+    return path
+
+
+def _table_name(png_name: str) -> str:
+    return f"{OBJECTS_FOLDER}/{Path(png_name).stem}.csv"
+
+
 def png_names(keys: Iterable[str]) -> dict[str, str]:
     """The PNG file name of each image key: its stem (``a.tif`` → ``a.png``); where two keys share a stem,
     their suffix is kept in the name (``a_tif.png``, ``a_png.png``) so that neither overwrites the other."""
@@ -98,15 +135,18 @@ def png_names(keys: Iterable[str]) -> dict[str, str]:
 
 
 def iter_export_png(out: str | os.PathLike, items: Sequence[ExportItem]) -> Iterator[str]:
-    """Write ``<out>/<stem>.png`` label images and ``<out>/provenance.json``; yields each key once written."""
+    """Write ``<out>/<stem>.png`` label images, their tables of objects and ``<out>/provenance.json``; yields
+    each key once written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / PROVENANCE_FILE
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     names = png_names(item.key for item in items)
     for item in items:
-        write_mask_png(out / names[item.key], item.mask)
-        index[item.key] = {**item.provenance(), "file": names[item.key]}
+        mask = item.mask
+        write_mask_png(out / names[item.key], mask)
+        write_object_table(out / _table_name(names[item.key]), mask)
+        index[item.key] = {**item.provenance(), "file": names[item.key], "objects": _table_name(names[item.key])}
         yield item.key
     with atomic_path(index_path) as tmp:
         tmp.write_text(json.dumps(index, indent=1))
@@ -190,6 +230,7 @@ def iter_export_ome_zarr(out: str | os.PathLike, items: Sequence[ExportItem]) ->
     if not items:
         raise ValueError("nothing to export")
     wells = plate_grid(len(items))
+    tables = {key: _table_name(name) for key, name in png_names(item.key for item in items).items()}
     tile = _tile(item.shape for item in items)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -200,8 +241,10 @@ def iter_export_ome_zarr(out: str | os.PathLike, items: Sequence[ExportItem]) ->
             image, mask = item.image, item.mask
             fill = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else 1.0
             field = root.require_group(row).require_group(column).create_group("0")
-            attributes = {**item.provenance(), "well": f"{row}/{column}", "shape": list(image.shape)}
+            attributes = {**item.provenance(), "well": f"{row}/{column}", "shape": list(image.shape),
+                          "objects": tables[item.key]}
             write_field(field, _fit(image, tile, fill), _fit(mask, tile[:2] + (0,), 0), item.key, attributes)
+            write_object_table(partial / tables[item.key], mask)
             write_well_metadata(root[f"{row}/{column}"], [{"path": "0"}])
             index[item.key] = attributes
             yield item.key

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..model.loss import IGNORE_INDEX
+from ..model.loss import FOREGROUND_INDEX, IGNORE_INDEX
+from ..model.outputs import DEFAULT_BOUNDARY_WIDTH, SEMANTIC
 from .datasets import Sample
-from .prepare import expand_channels, labels_to_classes, prepare_image
+from .prepare import expand_channels, prepare_image
+from .targets import labels_to_target
 
 
 class CropSampler:
@@ -15,7 +17,9 @@ class CropSampler:
 
     Images are normalised once (float16 to save memory); crops are taken at
     random positions, images smaller than the crop are reflect-padded.
-    Samples without labels yield masks of IGNORE_INDEX.
+    Samples without labels yield masks of IGNORE_INDEX. Label images become the targets of the model's
+    ``output`` (see :mod:`.targets`): for an instances model, background / interior / boundary, computed on
+    the whole image before cropping (a crop's edge is no boundary).
 
     ``invert_probability``: the share of crops whose intensities are inverted
     (the normalised image negated), so that a model pretrained on bright
@@ -48,6 +52,8 @@ class CropSampler:
         foreground_share: float = 0.0,
         even_coverage: bool = False,
         groups: list[str] | None = None,
+        output: str = SEMANTIC,
+        boundary_width: int = DEFAULT_BOUNDARY_WIDTH,
     ):
         for name, share in (("invert_probability", invert_probability), ("foreground_share", foreground_share)):
             if not 0.0 <= share <= 1.0:
@@ -67,12 +73,14 @@ class CropSampler:
             if s.labels is None:
                 mask = np.full(image.shape[1:], IGNORE_INDEX, dtype=np.int8 if n_classes < 127 else np.int16)
             else:
-                mask = labels_to_classes(s.labels, n_classes).astype(np.int8 if n_classes < 127 else np.int16)
+                mask = labels_to_target(s.labels, n_classes, output, boundary_width)
+                mask = mask.astype(np.int8 if n_classes < 127 else np.int16)
             image, mask = self._pad(image, mask)
             self.images.append(image)
             self.masks.append(mask)
         # Flat indices of labelled foreground pixels, per image; only kept when crops are drawn around them.
-        self.foreground = [np.flatnonzero(m > 0).astype(np.int32) if foreground_share else None for m in self.masks]
+        self.foreground = [np.flatnonzero((m > 0) | (m == FOREGROUND_INDEX)).astype(np.int32) if foreground_share
+                           else None for m in self.masks]
         # Large images are drawn more often, so that every pixel is seen about equally.
         areas = np.array([m.size for m in self.masks], dtype=np.float64)
         self.weights = areas / areas.sum()

@@ -12,6 +12,7 @@ from ..data.crops import CropSampler
 from ..data.datasets import Sample
 from ..model.checkpoint import build_model, model_metadata
 from ..model.loss import HybridLoss, LossConfig
+from ..model.outputs import boundary_width_of, output_kind, output_metadata
 from ..model.precond import HybridSegModel
 from .pretrain import ModelConfig
 from .train import StepLog, TrainConfig, train
@@ -48,9 +49,12 @@ def scratch_model(architecture_of: dict[str, Any] | ModelConfig | None, seed: in
     torch.manual_seed(seed)
     if isinstance(architecture_of, dict):
         model = build_model(architecture_of)
+        output = output_metadata(output_kind(architecture_of), model.n_classes, boundary_width_of(architecture_of))
     else:
-        model = (architecture_of or ModelConfig()).build()
-    return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[])
+        config = architecture_of or ModelConfig()
+        model = config.build()
+        output = output_metadata(config.output, model.n_classes, config.boundary_width)
+    return model, model_metadata(model, method="scratch", loss={}, pretraining=None, finetuning=[], **output)
 
 
 FINETUNE_LR = 1e-3
@@ -96,6 +100,8 @@ def finetune(
         invert_probability=train_config.invert_probability,
         foreground_share=train_config.foreground_share,
         even_coverage=train_config.even_coverage,
+        output=output_kind(metadata),
+        boundary_width=boundary_width_of(metadata),
     )
     labelled_crops = CropSampler(labelled, seed=train_config.seed, **sampler_args)
     n_unlabelled = int(round(config.unlabelled_share * train_config.batch_size)) if unlabelled else 0

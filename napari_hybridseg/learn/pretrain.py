@@ -12,6 +12,7 @@ from ..data.crops import CropSampler
 from ..data.datasets import Sample
 from ..model.checkpoint import model_metadata
 from ..model.loss import HybridLoss, LossConfig
+from ..model.outputs import DEFAULT_BOUNDARY_WIDTH, SEMANTIC, check_output, output_metadata
 from ..model.precond import HybridSegModel
 from .train import StepLog, TrainConfig, train
 
@@ -26,6 +27,11 @@ class ModelConfig:
     patch_size: int = 1
     full_res_channels: int = 0
     sigma_data: float = 0.5
+    output: str = SEMANTIC  # or "instances": 3 classes, background / interior / boundary (see model.outputs)
+    boundary_width: int = DEFAULT_BOUNDARY_WIDTH  # of an instances model's boundary class, in pixels
+
+    def __post_init__(self):
+        check_output(self.output, self.n_classes, self.boundary_width)
 
     def build(self) -> HybridSegModel:
         return HybridSegModel(
@@ -81,6 +87,8 @@ def pretrain(
         foreground_share=train_config.foreground_share,
         even_coverage=train_config.even_coverage,
         groups=groups,
+        output=model_config.output,
+        boundary_width=model_config.boundary_width,
     )
     trained = wrap(model) if wrap is not None else model
     loss = HybridLoss(loss_config, sigma_data=model_config.sigma_data)
@@ -91,6 +99,7 @@ def pretrain(
         loss=loss_config.to_dict(),
         pretraining={"data": data_description, "train": train_config.to_dict(), "final_loss": history[-1].loss if history else None},
         finetuning=[],
+        **output_metadata(model_config.output, model_config.n_classes, model_config.boundary_width),
     )
     return PretrainResult(model.eval(), metadata, history)
 

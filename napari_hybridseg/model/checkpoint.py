@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import safe_open
 
 from ..atomic import atomic_path
+from .outputs import output_kind
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so that reading a header does not need it
     import torch
@@ -40,6 +41,7 @@ def build_model(metadata: dict[str, Any]) -> HybridSegModel:
     unet = {k: v for k, v in arch.items() if k not in ("name", "in_channels", "out_channels")}
     if int(unet.get("base_channels", 16)) * max(unet.get("channel_mults", [1])) > 4096:
         raise CheckpointError("the architecture in this checkpoint is implausibly large")
+    output_kind(metadata)  # an output that does not fit the classes: ValueError, said as unusable metadata
     if "channel_mults" in unet:
         unet["channel_mults"] = tuple(unet["channel_mults"])
     return HybridSegModel(

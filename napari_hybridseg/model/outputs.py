@@ -48,8 +48,9 @@ def boundary_width_of(metadata: Mapping[str, Any]) -> int:
 
 
 def output_metadata(output: str, n_classes: int, boundary_width: int = DEFAULT_BOUNDARY_WIDTH) -> dict[str, Any]:
-    """The metadata entries that describe a model's output (to add to a checkpoint's metadata)."""
+    """The metadata entries that describe a model's output (to add to a checkpoint's metadata): none for a
+    semantic model, whose checkpoints stay as they always were."""
     check_output(output, n_classes, boundary_width)
     if output == SEMANTIC:
-        return {"output": SEMANTIC}
+        return {}
     return {"output": INSTANCES, "class_names": list(INSTANCE_CLASS_NAMES), "boundary_width": boundary_width}
