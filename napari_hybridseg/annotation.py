@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
-from skimage.measure import label as connected_components
-
 from .data.datasets import Sample
 from .data.io import ImageReadError
 from .export import ExportItem
 from .model.checkpoint import load_checkpoint, read_metadata
 from .model.onnx_graph import GraphSegmenter
+from .model.split import labels_from_classes
 from .project import ProjectStore
 
 if TYPE_CHECKING:  # torch loads on first use (over a second): the first prediction needs none of it
@@ -378,13 +377,13 @@ class AnnotationSession:
 
     def predict(self, key: str, version: str | None = ..., foreground: bool = False) -> np.ndarray:
         version = self.active_version if version is ... else version
-        classes, n_classes = self._class_map(self.store.read_image(key), version, foreground)
-        mask = connected_components(classes > 0).astype(np.uint16) if n_classes == 2 else classes
+        classes, metadata = self._class_map(self.store.read_image(key), version, foreground)
+        mask = labels_from_classes(classes, metadata)  # one id per object (split by an instances model)
         self.store.save_prediction(key, mask, version)
         return mask
 
-    def _class_map(self, image: np.ndarray, version: str | None, foreground: bool) -> tuple[np.ndarray, int]:
-        """The class map of ``image`` by ``version`` and its number of classes. Until that version's
+    def _class_map(self, image: np.ndarray, version: str | None, foreground: bool) -> tuple[np.ndarray, dict]:
+        """The class map of ``image`` by ``version`` and that model's metadata. Until that version's
         torch model is loaded (by ranking, say), its cached ONNX graph predicts: no torch import."""
         if version not in self._segmenters and str(self._device_spec) in ("auto", "cpu"):
             with self._segmenter_lock:
@@ -395,9 +394,9 @@ class AnnotationSession:
                 graph_segmenter = self._graph_segmenters[(version, foreground)]
             classes = graph_segmenter.predict(image) if graph_segmenter is not None else None
             if classes is not None:
-                return classes, graph_segmenter.n_classes
+                return classes, graph_segmenter.metadata
         segmenter = self.segmenter(version, foreground)
-        return segmenter.predict(image), segmenter.model.n_classes
+        return segmenter.predict(image), segmenter.metadata
 
     def _origin(self, key: str) -> str | None:
         """The model version the mask shown for ``key`` came from (a draft: the one its edit started from)."""
