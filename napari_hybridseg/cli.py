@@ -70,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-fraction", type=float,
                    help="share of each batch at σ≈0 (default: 0.25 for hybrid, 0 for diffusion)")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="model image channels")
-    p.add_argument("--classes", type=int, default=2, help="K mask classes (2: background/foreground from labels > 0)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="K mask classes (default 2: background/foreground from labels > 0; 3 with --output instances)")
+    p.add_argument("--output", choices=["semantic", "instances"], default="semantic",
+                   help="instances: background / interior / boundary from instance labels (one id per object), "
+                        "split into objects by a seeded watershed; for touching objects such as nuclei")
+    p.add_argument("--boundary-width", type=int, default=2,
+                   help="with --output instances: pixels of each object along the background or another object "
+                        "that are its boundary (default 2)")
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--channel-mults", type=int, nargs="+", default=[1, 2, 4, 4], metavar="M",
                    help="width of each U-Net level, in multiples of --base-channels")
@@ -98,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict masks for a folder (or files) of images")
     p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    p.add_argument("--output", type=Path, required=True, help="folder (png) or .zarr store (zarr)")
+    p.add_argument("--output", type=Path, required=True,
+                   help="folder (png) or .zarr store (zarr); an instances model writes one id per object, "
+                        "any other model its class map")
     p.add_argument("--format", choices=["png", "zarr"], default=None, help="default: zarr if --output ends in .zarr")
     _add_common(p)
 
-    p = sub.add_parser("evaluate", help="Dice and IoU of a checkpoint on labelled images")
+    p = sub.add_parser("evaluate", help="Dice and IoU of a checkpoint on labelled images, and object scores "
+                                        "(F1 at IoU 0.5, AJI, count error) for a model of objects")
     p.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     _add_data(p, split="test")
     p.add_argument("--out", type=Path, help="write the scores here as JSON")
@@ -281,7 +291,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             method=args.method, lambda_image=args.lambda_image, lambda_mask=args.lambda_mask,
             p_mean=args.sigma_log_mean, p_std=args.sigma_log_std, clean_fraction=args.clean_fraction,
         )
-        model_config = ModelConfig(image_channels=args.channels, n_classes=args.classes, base_channels=args.base_channels,
+        classes = args.classes if args.classes is not None else 3 if args.output == "instances" else 2
+        model_config = ModelConfig(image_channels=args.channels, n_classes=classes, output=args.output,
+                                   boundary_width=args.boundary_width, base_channels=args.base_channels,
                                    channel_mults=tuple(args.channel_mults), patch_size=args.patch_size,
                                    full_res_channels=args.full_res_channels)
         train_config = _train_config(args, log_every=max(1, min(50, args.steps // 20)))
@@ -375,16 +387,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data.io import read_image
     from .export import MaskWriter
     from .model.inference import Segmenter
+    from .model.outputs import INSTANCES, output_kind
+    from .model.split import split_instances
 
     device = _setup_torch(args)
     files = _image_files(args.inputs)
     fmt = args.format or ("zarr" if args.output.suffix == ".zarr" else "png")
     segmenter = Segmenter.from_checkpoint(_checkpoint(args, lambda: _readable_images(files)), device)
     writer = MaskWriter(args.output, fmt)
+    as_mask = split_instances if output_kind(segmenter.metadata) == INSTANCES else (lambda classes: classes)
     failed = 0
     for path in tqdm(files, desc="predict", unit="image"):
         try:
-            writer.write(path.stem, segmenter.predict(read_image(path)))
+            writer.write(path.stem, as_mask(segmenter.predict(read_image(path))))
         except ImageReadError as err:
             failed += 1
             tqdm.write(f"skipped: {err}")
@@ -403,9 +418,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = evaluate(segmenter, samples, progress=True)
     scores["checkpoint"] = str(checkpoint)
     scores["data"] = _data_description(args, samples)
+    objects = lambda r: (f"  f1 {r['f1']:.4f}  aji {r['aji']:.4f}  objects {r['n_pred']} (true {r['n_true']})"  # noqa: E731
+                         if "f1" in r else "")
     for row in scores["per_image"]:
-        print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}")
-    print(f"mean over {scores['n_images']} images: dice {scores['mean_dice']:.4f}  iou {scores['mean_iou']:.4f}")
+        print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}{objects(row)}")
+    mean = (f"  f1 {scores['mean_f1']:.4f}  aji {scores['mean_aji']:.4f}  mean |count error| "
+            f"{scores['mean_abs_count_error']:.2f}" if "mean_f1" in scores else "")
+    print(f"mean over {scores['n_images']} images: dice {scores['mean_dice']:.4f}  iou {scores['mean_iou']:.4f}{mean}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(scores, indent=1))
