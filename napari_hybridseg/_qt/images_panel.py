@@ -1,7 +1,10 @@
-"""The images panel: where the images come from, the list of images with each one's state, moving between
-them, accepting a mask and where accepting goes next."""
+"""The images panel: where the images come from, the list of images with each one's state, the number of
+objects in the mask shown and in the accepted masks, moving between them, accepting a mask and where accepting
+goes next."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QBrush, QColor
@@ -17,11 +20,51 @@ from qtpy.QtWidgets import (
 )
 
 from ..annotation import AnnotationSession
+from ..model.split import count_objects
 
 ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Shift-A", "PageDown", "PageUp"
 STATE_MARKS = {"accepted": "✓", "edited": "✎", "predicted": "·", "unlabelled": " ", "unreadable": "⚠"}
 AFTER_ACCEPT_CHOICES = {"next": "next unaccepted in the list", "informative": "most informative (suggested)"}
 UNREADABLE_COLOUR = QColor(200, 90, 90)
+
+
+class ObjectCounts:
+    """The number of objects (distinct ids) in the mask shown and in every accepted mask, each mask counted once:
+    an accepted mask by the time it was accepted, the mask shown by the array the store holds for it (a new
+    prediction, draft or accept is a new array)."""
+
+    def __init__(self):
+        self._accepted: dict[str, tuple[str | None, int]] = {}
+        self._shown: tuple[np.ndarray | None, int] = (None, 0)
+
+    def _of(self, mask: np.ndarray) -> int:
+        if mask is not self._shown[0]:
+            self._shown = (mask, count_objects(mask))
+        return self._shown[1]
+
+    def current(self, session: AnnotationSession, key: str | None) -> int | None:
+        """Objects in ``key``'s mask as kept in the project (None: no mask yet, or one of an older model)."""
+        if key is None or key in session.unreadable or session.is_stale(key):
+            return None
+        store = session.store
+        if store.record(key).state == "accepted":
+            return self._of(store.accepted_mask(key))
+        stored = store.prediction(key)
+        return None if stored is None else self._of(stored[0])
+
+    def accepted(self, session: AnnotationSession, current: str | None) -> tuple[int, int]:
+        """(objects, images) over the accepted masks."""
+        store, total = session.store, 0
+        keys = store.accepted_keys()
+        for key in keys:
+            at = store.record(key).accepted_at
+            known = self._accepted.get(key)
+            if key == current or known is None or known[0] != at:  # the current one may be accepted again at once
+                known = (at, self._of(store.accepted_mask(key)) if key == current else
+                         count_objects(store.accepted_mask(key)))
+                self._accepted[key] = known
+            total += known[1]
+        return total, len(keys)
 
 
 def key_label(key: str) -> str:
@@ -56,6 +99,11 @@ class ImagesPanel(QWidget):
         self.list.itemActivated.connect(self._item_chosen)
         self.list.itemClicked.connect(self._item_chosen)
         layout.addWidget(self.list)
+        self.counts = ObjectCounts()
+        self.count_label = QLabel("")
+        self.count_label.setToolTip("Objects (distinct labels) in the mask shown, as last kept, and in every "
+                                    "accepted mask")
+        layout.addWidget(self.count_label)
         self.previous_button = self._button("◀ Previous", self.previous, f"Previous readable image ({PREVIOUS_KEY})")
         self.next_button = self._button("Next ▶", self.next, f"Next readable image ({NEXT_KEY})")
         self.suggested_button = self._button("Go to suggested", self.suggested,
@@ -126,3 +174,13 @@ class ImagesPanel(QWidget):
             if key == current and self.list.currentRow() != row:
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
+        self.show_counts(session, current)
+
+    def show_counts(self, session: AnnotationSession, current: str | None) -> None:
+        """The objects in the mask shown and in the accepted masks."""
+        shown = self.counts.current(session, current)
+        objects, images = self.counts.accepted(session, current)
+        here = "—" if shown is None else str(shown)
+        text = f"Objects: {here} in this image · {objects} in {images} accepted image{'s' if images != 1 else ''}"
+        if self.count_label.text() != text:
+            self.count_label.setText(text)
