@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_hybridseg import export as export_module
 from napari_hybridseg._qt.dock import IMAGE_LAYER, MASK_LAYER
 from napari_hybridseg.data.io import read_mask
+from napari_hybridseg.model.split import count_objects
 from tests._qt.driving import open_dock, wait_for_prediction
 
 
@@ -61,9 +62,11 @@ def test_export_runs_in_the_background_with_progress_and_names_pngs_by_stem(make
     qtbot.waitUntil(lambda: dock.exports.worker is None, timeout=60_000)
     assert ran_on_gui_thread == [False, False]
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{k.removesuffix('.png')}.png" for k in masks]
-                                                           + ["provenance.json"])
+                                                           + ["objects", "provenance.json"])
     for key, mask in masks.items():
         np.testing.assert_array_equal(read_mask(out / key), mask)
+        table = (out / "objects" / f"{key.removesuffix('.png')}.csv").read_text().splitlines()
+        assert table[0] == "id,area,centroid_y,centroid_x" and len(table) == 1 + count_objects(mask)
     assert dock.status.text() == f"Exported 2 accepted masks to {out}."
     dock.close_project()
 
