@@ -418,10 +418,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = evaluate(segmenter, samples, progress=True)
     scores["checkpoint"] = str(checkpoint)
     scores["data"] = _data_description(args, samples)
-    objects = lambda r: (f"  f1 {r['f1']:.4f}  aji {r['aji']:.4f}  objects {r['n_pred']} (true {r['n_true']})"  # noqa: E731
-                         if "f1" in r else "")
     for row in scores["per_image"]:
-        print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}{objects(row)}")
+        print(f"{row['id']:>24s}  dice {row['dice']:.4f}  iou {row['iou']:.4f}{_object_scores(row)}")
     mean = (f"  f1 {scores['mean_f1']:.4f}  aji {scores['mean_aji']:.4f}  mean |count error| "
             f"{scores['mean_abs_count_error']:.2f}" if "mean_f1" in scores else "")
     print(f"mean over {scores['n_images']} images: dice {scores['mean_dice']:.4f}  iou {scores['mean_iou']:.4f}{mean}")
@@ -429,6 +427,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(scores, indent=1))
     return 0
+
+
+def _object_scores(row: dict[str, Any]) -> str:
+    """An image's object scores as ``evaluate`` prints them ("" for a model without objects)."""
+    if "f1" not in row:
+        return ""
+    return f"  f1 {row['f1']:.4f}  aji {row['aji']:.4f}  objects {row['n_pred']} (true {row['n_true']})"
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

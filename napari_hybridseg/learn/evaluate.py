@@ -61,8 +61,9 @@ def evaluate_predictor(
         rows.append(row)
     summary = {"n_images": len(rows), "mean_dice": _mean(rows, "dice"), "mean_iou": _mean(rows, "iou")}
     if objects is not None:
+        errors = [{"count_error": abs(r["count_error"])} for r in rows]
         summary.update(mean_f1=_mean(rows, "f1"), mean_aji=_mean(rows, "aji"),
-                       mean_abs_count_error=float(np.mean([abs(r["count_error"]) for r in rows])) if rows else float("nan"))
+                       mean_abs_count_error=_mean(errors, "count_error"))
     return {**summary, "per_image": rows}
 
 
