@@ -137,8 +137,8 @@ def pretrain_start(plan: Plan, data: Path, output: str, path: Path, threads: int
     description = {"root": source.dataset, "domain": source.domain, "split": source.scored, "n_images": len(samples)}
     print(f"pretraining the {output} start model on {source.dataset}/{source.domain} {source.scored} "
           f"({train_config.steps} steps)", file=sys.stderr, flush=True)
-    result = pretrain(samples, LossConfig(method="hybrid", clean_fraction=0.5), train_config, model_config,
-                      torch.device("cpu"), description)
+    loss = LossConfig(**shipped["loss"])  # hybrid, clean fraction 0.5
+    result = pretrain(samples, loss, train_config, model_config, torch.device("cpu"), description)
     result.metadata["finetune_recipe"] = shipped["finetune_recipe"]
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, result.model, result.metadata)

@@ -19,7 +19,10 @@ OUTPUTS = (SEMANTIC, INSTANCES)
 INSTANCE_CLASS_NAMES = ("background", "interior", "boundary")
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 #: Pixels of an object within this distance (4-connected steps) of another object or of the background are
-#: its boundary: two touching objects are then parted by a line four pixels wide.
+#: its boundary: two touching objects are then parted by a line four pixels wide, which a model that works at
+#: half resolution (patch size 2) can draw. The ceiling it costs: the true targets of DSB 2018, split back into
+#: objects, match the true nuclei with F1 0.990 (fluorescence val) and 0.965 (histology test) at width 2,
+#: against 0.995 and 0.986 at width 1 (and 0.891 and 0.830 for connected components of the true masks).
 DEFAULT_BOUNDARY_WIDTH = 2
 
 
