@@ -83,3 +83,16 @@ def test_label_images_follow_the_model_output():
     assert semantic.dtype == np.uint16 and count_objects(semantic) == 1
     with pytest.raises(ValueError, match="3 classes"):
         labels_from_classes(classes, {"n_classes": 2, "output": "instances"})
+
+
+def test_crops_of_an_instances_model_carry_the_whole_image_target():
+    from napari_hybridseg.data.crops import CropSampler
+    from napari_hybridseg.data.datasets import Sample
+
+    labels = np.zeros((64, 64), dtype=np.uint16)
+    labels[:, :32], labels[:, 32:] = 1, 2  # two objects filling the image, touching down the middle
+    sampler = CropSampler([Sample("a", np.zeros((64, 64), np.uint8), labels)], model_channels=1, n_classes=3,
+                          crop_size=16, output="instances")
+    _, masks = sampler.batch(16)
+    assert set(np.unique(masks.numpy())) <= {INTERIOR, BOUNDARY}  # a crop's edge is no boundary
+    assert (sampler.masks[0][:, 30:34] == BOUNDARY).all() and (sampler.masks[0][:, :30] == INTERIOR).all()
