@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import report
-from .start_models import TARGETS, Job, read_records, run_job, zoo_paths
+from .start_models import TARGETS, Job, run_job, zoo_paths
 
 NAME = "finetune_recipes"
 CHANGES: dict[str, dict[str, Any]] = {
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     zoo = zoo_paths(args.zoo)
     pairs = [tuple(pair.split(":")) for pair in args.pairs] if args.pairs else [(t.matched, t.name) for t in TARGETS]
     records_path = args.work / "records.jsonl"
-    records = read_records(records_path)
+    records = report.read_records(records_path)
     done = {(r["target"], r["start"], r["change"], r["seed"]) for r in records}
     todo = [(Job(target, start, args.n_labels, seed), change) for change in args.changes for seed in args.seeds
             for start, target in pairs if (target, start, change, seed) not in done]
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             out.write(json.dumps(record) + "\n")
             out.flush()
             print(f"{job.start} on {job.target} {change} seed {job.seed}: {record['dice']:.3f}", file=sys.stderr, flush=True)
-    records = read_records(records_path)
+    records = report.read_records(records_path)
     folder = report.results_dir(NAME)
     report.save_records(records, folder, NAME)
     report.write_json(NAME, {"command": "python -m training.finetune_recipes " + shlex.join(argv or sys.argv[1:]),

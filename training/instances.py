@@ -227,10 +227,6 @@ def time_splitting(plan: Plan, data: Path, starts: dict[str, Path], repeats: int
                        "components_ms": median_ms(lambda: connected_components(classes > 0), repeats)}}
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _append(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as out:
         out.write(json.dumps(record) + "\n")
@@ -243,7 +239,7 @@ def run(plan: Plan, data: Path, work: Path, threads: int) -> None:
     records_path = work / "records.jsonl"
     work.mkdir(parents=True, exist_ok=True)
     starts = start_models(plan, data, work, threads)
-    records = read_records(records_path)
+    records = report.read_records(records_path)
     done = {(r["target"], r["method"], r["n_labels"], r["seed"]) for r in records if "method" in r}
     todo = [j for j in jobs(plan) if j.key not in done]
     print(f"{len(done)} runs on record; {len(todo)} to go", file=sys.stderr)
@@ -375,17 +371,14 @@ def markdown(records: list[dict[str, Any]], n_labels: int) -> str:
 
 def write_report(records: list[dict[str, Any]], meta: dict[str, Any], benchmarks_md: Path, results_dir: Path,
                  work: Path | None = None) -> None:
-    json_path = report.write_json(NAME, results(records), results_dir)
-    report.write_json(f"{NAME}_run", meta, results_dir)
-    report.save_records(records, results_dir, NAME)
+    json_path = report.publish_run(NAME, results(records), records, meta, results_dir)
     picture = results_dir / f"{NAME}.png"
     if work is not None:
         draw_example(work, picture)
     body = markdown(records, meta["n_labels"])
     section = (f"{body}\n\n![One {meta['example']} image: the truth, connected components and instances, one colour "
                f"per object]({report.relative(picture)})\n\n"
-               + report.footer(meta["command"], meta["machine"], json_path)
-               + f"  \nWall time: {meta['wall_s'] / 60:.0f} min; {meta['date']}")
+               + report.run_footer(meta, json_path))
     report.update_section(NAME, section, benchmarks_md)
     print(body)
 
@@ -396,12 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("runs/instances"))
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--quick", action="store_true", help="tiny synthetic data and tiny models, in seconds (for tests)")
-    p.add_argument("--report-only", action="store_true", help="rebuild the report from the committed records")
-    p.add_argument("--results-dir", type=Path, default=RESULTS, help=argparse.SUPPRESS)
-    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD, help=argparse.SUPPRESS)
+    report.add_report_options(p, RESULTS)
     args = p.parse_args(argv)
     if args.report_only:
-        records = read_records(args.results_dir / f"{NAME}_records.jsonl")
+        records = report.read_records(args.results_dir / f"{NAME}_records.jsonl")
         write_report(records, report.read_json(f"{NAME}_run", args.results_dir), args.benchmarks_md, args.results_dir)
         return 0
     plan = QUICK if args.quick else FULL
@@ -420,13 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped; the records in {args.work / 'records.jsonl'} are kept: the same command resumes",
               file=sys.stderr)
         return 130
-    previous = args.results_dir / f"{NAME}_run.json"
-    spent = json.loads(previous.read_text())["wall_s"] if previous.exists() else 0.0
-    meta = {"command": "python -m training.instances " + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "machine": report.machine(), "n_labels": plan.n_labels, "seeds": list(plan.seeds),
-            "example": plan.settings[0].target, "wall_s": spent + time.perf_counter() - started,
-            "date": time.strftime("%Y-%m-%d")}
-    write_report(read_records(args.work / "records.jsonl"), meta, args.benchmarks_md, args.results_dir, args.work)
+    command = "python -m training.instances " + shlex.join(argv if argv is not None else sys.argv[1:])
+    meta = report.run_facts(NAME, command, started, args.results_dir, n_labels=plan.n_labels, seeds=list(plan.seeds),
+                            example=plan.settings[0].target)
+    write_report(report.read_records(args.work / "records.jsonl"), meta, args.benchmarks_md, args.results_dir, args.work)
     return 0
 
 

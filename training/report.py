@@ -85,6 +85,46 @@ def save_records(rows: list[dict[str, Any]], folder: Path, name: str) -> Path:
     return path
 
 
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """A resumable benchmark's records, one JSON object a line (none while the file does not exist)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def add_report_options(parser: Any, folder: Path) -> None:
+    """``--report-only`` (rebuild the section from the committed JSON and records) and where the results and
+    the page are (``--results-dir``, ``--benchmarks-md``, for tests)."""
+    import argparse
+
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the committed records")
+    parser.add_argument("--results-dir", type=Path, default=folder, help=argparse.SUPPRESS)
+    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
+
+
+def run_facts(name: str, command: str, started: float, folder: Path, **extra: Any) -> dict[str, Any]:
+    """What a resumable benchmark's run records of itself: its command, machine and date, and its wall time
+    added to that of the earlier runs it resumed (their ``<name>_run.json`` in ``folder``)."""
+    import time
+
+    previous = folder / f"{name}_run.json"
+    spent = json.loads(previous.read_text())["wall_s"] if previous.exists() else 0.0
+    return {"command": command, "machine": machine(), "wall_s": spent + time.perf_counter() - started,
+            "date": today(), **extra}
+
+
+def publish_run(name: str, results: Any, records: list[dict[str, Any]], facts: dict[str, Any], folder: Path) -> Path:
+    """Write a resumable benchmark's results JSON, its run facts and its records; returns the results' path."""
+    json_path = write_json(name, results, folder)
+    write_json(f"{name}_run", facts, folder)
+    save_records(records, folder, name)
+    return json_path
+
+
+def run_footer(facts: dict[str, Any], json_path: Path) -> str:
+    """:func:`footer` of a resumable benchmark's section, with its total wall time."""
+    return (footer(facts["command"], facts["machine"], json_path, facts["date"])
+            + f"  \nWall time: {facts['wall_s'] / 60:.0f} min")
+
+
 def section(text: str, name: str) -> str | None:
     """The markdown between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``text`` (None if absent)."""
     found = re.search(re.escape(f"<!-- {name}:start -->\n") + r"(.*?)\n" + re.escape(f"<!-- {name}:end -->"), text, re.S)

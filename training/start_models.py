@@ -151,13 +151,9 @@ def auto_pick(target: Target, data: Path, zoo: dict[str, Path], threads: int) ->
                          "confidence": s.fit.confidence} for s in ranking]}
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def run(jobs: list[Job], targets: list[Target], data: Path, zoo: dict[str, Path], records_path: Path, workers: int,
         threads: int) -> None:
-    records = read_records(records_path)
+    records = report.read_records(records_path)
     done = {(r["target"], r["start"], r["n_labels"], r["seed"]) for r in records if "start" in r}
     picked = {r["target"] for r in records if "auto_pick" in r}
     records_path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,14 +272,11 @@ def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
 
 def write_report(records: list[dict[str, Any]], meta: dict[str, Any], benchmarks_md: Path, results_dir: Path) -> None:
     n_labels = meta["n_labels"]
-    json_path = report.write_json(NAME, results(records), results_dir)
-    report.write_json(f"{NAME}_run", meta, results_dir)
-    report.save_records(records, results_dir, NAME)
+    json_path = report.publish_run(NAME, results(records), records, meta, results_dir)
     plot(records, n_labels, results_dir / f"{NAME}.png")
     body = markdown(records, n_labels)
     section = (f"{body}\n\n![Dice after {n_labels} labels per start]({report.relative(results_dir / f'{NAME}.png')})\n\n"
-               + report.footer(meta["command"], meta["machine"], json_path)
-               + f"  \nWall time: {meta['wall_s'] / 60:.0f} min; {meta['date']}")
+               + report.run_footer(meta, json_path))
     report.update_section(NAME, section, benchmarks_md)
     print(body)
 
@@ -299,12 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--report-only", action="store_true", help="rebuild the report from the committed records")
-    p.add_argument("--results-dir", type=Path, default=RESULTS, help=argparse.SUPPRESS)
-    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD, help=argparse.SUPPRESS)
+    report.add_report_options(p, RESULTS)
     args = p.parse_args(argv)
     if args.report_only:
-        records = read_records(args.results_dir / f"{NAME}_records.jsonl")
+        records = report.read_records(args.results_dir / f"{NAME}_records.jsonl")
         write_report(records, report.read_json(f"{NAME}_run", args.results_dir), args.benchmarks_md, args.results_dir)
         return 0
     if args.data is None:
@@ -318,15 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(jobs, targets, args.data, zoo, records_path, args.workers, args.threads)
     except KeyboardInterrupt:
-        print(f"stopped; {len(read_records(records_path))} records kept in {records_path}: the same command resumes",
+        print(f"stopped; {len(report.read_records(records_path))} records kept in {records_path}: the same command resumes",
               file=sys.stderr)
         return 130
-    previous = args.results_dir / f"{NAME}_run.json"
-    spent = json.loads(previous.read_text())["wall_s"] if previous.exists() else 0.0
-    meta = {"command": "python -m training.start_models " + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "machine": report.machine(), "n_labels": args.n_labels, "seeds": args.seeds,
-            "wall_s": spent + time.perf_counter() - started, "date": time.strftime("%Y-%m-%d")}
-    write_report(read_records(records_path), meta, args.benchmarks_md, args.results_dir)
+    command = "python -m training.start_models " + shlex.join(argv if argv is not None else sys.argv[1:])
+    meta = report.run_facts(NAME, command, started, args.results_dir, n_labels=args.n_labels, seeds=args.seeds)
+    write_report(report.read_records(records_path), meta, args.benchmarks_md, args.results_dir)
     return 0
 
 

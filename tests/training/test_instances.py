@@ -27,7 +27,7 @@ def test_every_run_is_on_record_in_the_pages_layout(quick_run):
     expected = {(m, 0, 0) for m in instances.METHODS} | {(m, 2, s) for m in instances.METHODS for s in (0, 1)}
     assert {(r["method"], r["n_labels"], r["seed"]) for r in rows} == expected
     assert all(0 <= r[k] <= 1 for r in rows for k in ("f1", "aji", "dice"))
-    records = instances.read_records(work / "work" / "records.jsonl")
+    records = report.read_records(work / "work" / "records.jsonl")
     timing = next(r["timing"] for r in records if "timing" in r)
     assert timing["size"] == 256 and timing["split_ms"] > 0
     assert (work / "results" / "instances.png").is_file()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from training import start_models
+from training import report, start_models
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def _run(tiny_world, tmp_path, *extra):
 
 def test_every_start_is_scored_zero_shot_and_after_fine_tuning_and_auto_names_its_pick(tiny_world, tmp_path):
     assert _run(tiny_world, tmp_path) == 0
-    records = start_models.read_records(tmp_path / "work" / "records.jsonl")
+    records = report.read_records(tmp_path / "work" / "records.jsonl")
     runs = {(r["start"], r["n_labels"], r["seed"]) for r in records if "start" in r}
     assert runs == {("nuclei", 0, 0), ("general", 0, 0),
                     *((s, 2, seed) for s in ("nuclei", "general", "scratch") for seed in (0, 1))}
