@@ -148,3 +148,14 @@ def test_a_failing_export_process_falls_back_to_exporting_here(tmp_path, caplog)
     engine = OnnxModel(model, threads=1, cache_dir=tmp_path / "cache", checkpoint=not_a_checkpoint)
     assert engine(torch.randn(1, 3, 32, 32), 0.002)[1].shape == (1, 2, 32, 32)
     assert (tmp_path / "cache" / f"{weights_key(model)}.onnx").is_file()
+
+
+def test_checking_for_onnx_runtime_does_not_import_the_exporter():
+    """Importing onnx holds Python's lock for about a second: a stall of the viewer, even from a worker."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from napari_hybridseg.model.onnx_engine import onnxruntime_available; "
+            "assert onnxruntime_available(); print('onnx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
