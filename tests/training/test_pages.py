@@ -20,6 +20,7 @@ PAGES = [
     ("bench_ui_latency", [], report.BENCHMARKS_MD, "ui_latency"),
     ("bench_ui_latency", ["--navigate-every", "1e9"], report.BENCHMARKS_MD, "ui_latency_idle"),
     ("active_learning", [], report.BENCHMARKS_MD, "active_learning"),
+    ("instances", [], report.BENCHMARKS_MD, "instances"),
     ("bench_launch", [], report.results_dir("launch") / "launch.md", "launch"),
     ("bench_label_efficiency_time", [], report.results_dir("label_efficiency_time") / "label_efficiency_time.md",
      "label_efficiency_time"),
