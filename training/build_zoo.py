@@ -94,6 +94,10 @@ def pretrain_command(name: str, data: Path, out: Path, threads: int) -> list[str
             "--out", str(out), "--log", str(out.with_suffix(".jsonl"))]
 
 
+#: the images every zoo model's fit is referred to: each source's validation split (see learn/fit.py)
+FIT_PANEL = ("dsb2018:fluorescence:val", "lungs:paediatric:val", "polyps:kvasir:val", "retina:drive:val")
+
+
 def validation_images(name: str, data: Path, only: str | None = None) -> list[Any]:
     from napari_hybridseg.data.datasets import load_domain
 
@@ -128,9 +132,8 @@ def install(model: ZooModel, trained: Path, data: Path) -> dict[str, Any]:
     recipe = RECIPES[model.name]
     meta["zoo_name"] = model.name
     meta["fit_reference"] = fit_reference(net, validation_images(model.name, data), " + ".join(recipe.validation))
-    if len(recipe.validation) > 1:  # a model of several kinds of image: its loss on each, for rules that need it
-        meta["fit_reference"]["per_source"] = {spec: fit_reference(net, validation_images(model.name, data, spec), spec)["loss"]
-                                               for spec in recipe.validation}
+    meta["fit_reference"]["panel"] = {spec: fit_reference(net, validation_images(model.name, data, spec), spec)["loss"]
+                                      for spec in FIT_PANEL}
     meta["finetune_recipe"] = recipe.finetune.to_dict()
     meta["source_validation_dice"] = validation_dice(model.name, data, net, meta)
     save_checkpoint(model.path, net, meta)

@@ -141,18 +141,22 @@ def auto_pick(target: Target, data: Path, zoo: dict[str, Path], threads: int) ->
 
     from napari_hybridseg.data.datasets import load_domain
     from napari_hybridseg.learn.choose import Candidate, rank_start_models
+    from napari_hybridseg.learn.fit import relative_fit
+    from napari_hybridseg.model.checkpoint import read_metadata
 
     torch.set_num_threads(threads)
     images = [s.image for s in load_domain(data / target.dataset, target.domain, "pool", with_labels=False)]
     started = time.perf_counter()
     ranking = rank_start_models(images, [Candidate(name, path) for name, path in zoo.items()])
-    return {"target": target.name, "auto_pick": ranking[0].name, "choose_s": time.perf_counter() - started,
-            "ranking": [{"start": s.name, "relative_fit": s.relative, "loss": s.fit.loss,
+    seconds = time.perf_counter() - started
+    own = {s.name: relative_fit(s.fit, read_metadata(s.candidate.path), "own") for s in ranking}
+    return {"target": target.name, "auto_pick": ranking[0].name, "choose_s": seconds,
+            "ranking": [{"start": s.name, "relative_fit": s.relative, "relative_to_own": own[s.name], "loss": s.fit.loss,
                          "confidence": s.fit.confidence} for s in ranking]}
 
 
 def run(jobs: list[Job], targets: list[Target], data: Path, zoo: dict[str, Path], records_path: Path, workers: int,
-        threads: int) -> None:
+        threads: int, protocol: str = "test") -> None:
     records = report.read_records(records_path)
     done = {(r["target"], r["start"], r["n_labels"], r["seed"]) for r in records if "start" in r}
     picked = {r["target"] for r in records if "auto_pick" in r}
@@ -164,7 +168,7 @@ def run(jobs: list[Job], targets: list[Target], data: Path, zoo: dict[str, Path]
         todo = [j for j in jobs if j.key not in done]
         print(f"{len(jobs) - len(todo)} of {len(jobs)} runs on record; {len(todo)} to go", file=sys.stderr)
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_job, job, data, zoo, threads) for job in todo]
+            futures = [pool.submit(run_job, job, data, zoo, threads, protocol) for job in todo]
             for job, future in zip(todo, futures):
                 record = future.result()
                 _append(out, record)
@@ -215,36 +219,57 @@ def _difference(a: np.ndarray | None, b: np.ndarray | None) -> str:
     return str(paired_bootstrap(a, b))
 
 
+ZOO_ORDER = ("nuclei", "lungs", "polyps", "vessels", "general")
+
+
+def _starts(records: list[dict[str, Any]]) -> list[str]:
+    return [s for s in (*ZOO_ORDER, SCRATCH) if any(r.get("start") == s for r in records)]
+
+
+def _pick(pick: dict[str, Any], key: str) -> str:
+    """The start a rule picks from the recorded fits: the lowest ``key`` (``relative_fit``: the panel reference,
+    the product's; ``relative_to_own``: each model's own source images)."""
+    return min((r for r in pick["ranking"] if r.get(key) is not None), key=lambda r: r[key])["start"]
+
+
+def _fit_cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def markdown(records: list[dict[str, Any]], n_labels: int) -> str:
     picks = {r["target"]: r for r in records if "auto_pick" in r}
-    starts = [s for s in ("nuclei", "lungs", "polyps", "vessels", "general", SCRATCH)
-              if any(r.get("start") == s for r in records)]
-    rows = []
-    for target in [t for t in TARGETS if t.name in picks]:
-        pick = picks[target.name]["auto_pick"]
+    starts = _starts(records)
+    targets = [t for t in TARGETS if t.name in picks]
+    rows, choices, fits = [], [], []
+    for target in targets:
+        pick = picks[target.name]
         zero = {s: _mean(_grid(records, target.name, s, 0)) for s in starts}
         tuned = {s: _grid(records, target.name, s, n_labels) for s in starts}
         cells = [f"{zero[s]} → **{_mean(tuned[s])}**" if s == target.matched else f"{zero[s]} → {_mean(tuned[s])}"
                  for s in starts]
-        best = target.matched or "general"
-        rows.append([target.name, *cells, pick, _difference(tuned.get(best), tuned.get("nuclei"))
-                     if best != "nuclei" else "—", _difference(tuned.get(best), tuned.get(SCRATCH)),
-                     _difference(tuned.get(pick), tuned.get(SCRATCH))])
-    header = ["target", *[s if s != SCRATCH else "scratch (matched architecture)" for s in starts], "auto picks",
+        matched, auto = target.matched or "general", pick["auto_pick"]
+        rows.append([target.name, *cells, _difference(tuned.get(matched), tuned.get("nuclei")) if matched != "nuclei"
+                     else "—", _difference(tuned.get(matched), tuned.get(SCRATCH)), _difference(tuned.get(auto), tuned.get(SCRATCH))])
+        means = {s: g.mean() for s, g in tuned.items() if g is not None and s != SCRATCH}
+        best = max(means, key=means.get) if means else None
+        cell = lambda start: "—" if start not in means else f"{start} ({means[start] - means[best]:+.3f})"  # noqa: E731
+        choices.append([target.name, f"{best} ({means[best]:.3f})" if best else "—", cell(auto),
+                        cell(_pick(pick, "relative_to_own")) if any(r.get("relative_to_own") for r in pick["ranking"]) else "—",
+                        f"{pick['choose_s']:.1f} s"])
+        by_start = {r["start"]: r for r in pick["ranking"]}
+        fits.append([target.name, *[_fit_cell(by_start.get(s, {}).get("relative_fit")) for s in ZOO_ORDER if s in starts]])
+    header = ["target", *[s if s != SCRATCH else "scratch (matched architecture)" for s in starts],
               f"matched − nuclei, N = {n_labels}", f"matched − scratch, N = {n_labels}", f"auto − scratch, N = {n_labels}"]
-    table = report.markdown_table(header, rows)
-    fits = [[t, *[f"{r['relative_fit']:.2f}" if r["relative_fit"] else "—"
-                  for r in sorted(p["ranking"], key=lambda r: starts.index(r["start"]) if r["start"] in starts else 99)],
-             f"{p['choose_s']:.1f} s"] for t, p in picks.items()]
-    fit_header = ["target", *[r["start"] for r in sorted(next(iter(picks.values()))["ranking"],
-                                                        key=lambda r: starts.index(r["start"]) if r["start"] in starts else 99)],
-                  "time to choose"]
     return (f"Dice on each target's test split: zero-shot → after fine-tuning on {n_labels} pool images with the "
             "start's own recipe (mean over seeds; the matched model in bold). Differences: paired, mean [95% interval "
-            "over seeds and test images].\n\n" + table
-            + "\n\nGenerative fit of each zoo model on each target's unlabelled pool (its denoising loss relative to "
-            "its loss on its own source images; lower = knows these images better; `auto` picks the lowest):\n\n"
-            + report.markdown_table(fit_header, fits))
+            "over seeds and test images].\n\n" + report.markdown_table(header, rows)
+            + f"\n\nThe automatic choice (`auto`, from the target's unlabelled pool) against the best start at N = "
+            f"{n_labels} (its Dice − the best's); beside it, the pick of the rule that refers each model to its own source "
+            "images instead of the common panel:\n\n"
+            + report.markdown_table(["target", "best start", "auto picks", "own-source rule picks", "time to choose"], choices)
+            + "\n\nGenerative fit of each zoo model on each target's unlabelled pool: its denoising loss relative to its mean "
+            "loss on a fixed panel of the four sources' validation images (lower: knows these images better):\n\n"
+            + report.markdown_table(["target", *[s for s in ZOO_ORDER if s in starts]], fits))
 
 
 def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
@@ -254,8 +279,7 @@ def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     targets = [t for t in TARGETS if any(r.get("target") == t.name for r in records)]
-    starts = [s for s in ("nuclei", "lungs", "polyps", "vessels", "general", SCRATCH)
-              if any(r.get("start") == s for r in records)]
+    starts = _starts(records)
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(1, len(starts))
     for k, start in enumerate(starts):
@@ -270,14 +294,22 @@ def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
     report.save_figure(fig, path)
 
 
+def report_name(protocol: str) -> str:
+    """The test protocol's report is the results page's section; the validation protocol's, a page of its own."""
+    return NAME if protocol == "test" else f"{NAME}_{protocol}"
+
+
 def write_report(records: list[dict[str, Any]], meta: dict[str, Any], benchmarks_md: Path, results_dir: Path) -> None:
-    n_labels = meta["n_labels"]
-    json_path = report.publish_run(NAME, results(records), records, meta, results_dir)
-    plot(records, n_labels, results_dir / f"{NAME}.png")
+    n_labels, name = meta["n_labels"], report_name(meta.get("protocol", "test"))
+    json_path = report.publish_run(name, results(records), records, meta, results_dir)
+    plot(records, n_labels, results_dir / f"{name}.png")
     body = markdown(records, n_labels)
-    section = (f"{body}\n\n![Dice after {n_labels} labels per start]({report.relative(results_dir / f'{NAME}.png')})\n\n"
+    if name != NAME:
+        body = ("On the validation protocol: labels from 70% of each target's pool, scored on the other 30% (the test "
+                "split is never read).\n\n" + body)
+    section = (f"{body}\n\n![Dice after {n_labels} labels per start]({report.relative(results_dir / f'{name}.png')})\n\n"
                + report.run_footer(meta, json_path))
-    report.update_section(NAME, section, benchmarks_md)
+    report.update_section(name, section, benchmarks_md if name == NAME else results_dir / f"{name}.md")
     print(body)
 
 
@@ -290,13 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", nargs="+", help="default: every zoo model and scratch")
     p.add_argument("--n-labels", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--protocol", choices=["test", "validation"], default="test",
+                   help="validation: labels from 70%% of the pool, scored on the other 30%% (to choose settings)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     report.add_report_options(p, RESULTS)
     args = p.parse_args(argv)
     if args.report_only:
-        records = report.read_records(args.results_dir / f"{NAME}_records.jsonl")
-        write_report(records, report.read_json(f"{NAME}_run", args.results_dir), args.benchmarks_md, args.results_dir)
+        name = report_name(args.protocol)
+        records = report.read_records(args.results_dir / f"{name}_records.jsonl")
+        write_report(records, report.read_json(f"{name}_run", args.results_dir), args.benchmarks_md, args.results_dir)
         return 0
     if args.data is None:
         p.error("--data is needed to run the benchmark")
@@ -307,13 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = plan(targets, starts, [args.n_labels], args.seeds)
     records_path = args.work / "records.jsonl"
     try:
-        run(jobs, targets, args.data, zoo, records_path, args.workers, args.threads)
+        run(jobs, targets, args.data, zoo, records_path, args.workers, args.threads, args.protocol)
     except KeyboardInterrupt:
         print(f"stopped; {len(report.read_records(records_path))} records kept in {records_path}: the same command resumes",
               file=sys.stderr)
         return 130
     command = "python -m training.start_models " + shlex.join(argv if argv is not None else sys.argv[1:])
-    meta = report.run_facts(NAME, command, started, args.results_dir, n_labels=args.n_labels, seeds=args.seeds)
+    meta = report.run_facts(report_name(args.protocol), command, started, args.results_dir, n_labels=args.n_labels,
+                            seeds=args.seeds, protocol=args.protocol)
     write_report(report.read_records(records_path), meta, args.benchmarks_md, args.results_dir)
     return 0
 

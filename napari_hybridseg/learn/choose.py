@@ -1,5 +1,5 @@
-"""Choosing the start model for a user's images: the zoo model that denoises them best, relative to how
-well it denoises its own kind of image (see :mod:`.fit`)."""
+"""Choosing the start model for a user's images: the zoo model that denoises them best, relative to how well it
+denoises a fixed panel of images of every kind the zoo covers (see :mod:`.fit`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Candidate:
 class ScoredCandidate:
     candidate: Candidate
     fit: Fit
-    relative: float | None  # loss over the model's loss on its own source images; None: no reference
+    relative: float | None  # loss over the model's reference loss (see fit.reference_loss); None: no reference
 
     @property
     def name(self) -> str:
@@ -41,8 +41,10 @@ def rank_start_models(
     candidates: Sequence[Candidate] | None = None,
     probe: FitProbe = FitProbe(),
     on_progress: Callable[[int, int], None] | None = None,
+    reference: str = "panel",
 ) -> list[ScoredCandidate]:
-    """Candidates (default: the zoo) best first: lowest relative fit, then those without a reference by raw loss."""
+    """Candidates (default: the zoo) best first: lowest relative fit, then those without a reference by raw loss.
+    ``reference``: what each model's loss is divided by (:func:`.fit.reference_loss`)."""
     from ..model.checkpoint import load_checkpoint
 
     candidates = list(candidates if candidates is not None else zoo_candidates())
@@ -53,7 +55,7 @@ def rank_start_models(
     for done, candidate in enumerate(candidates):
         model, meta = load_checkpoint(candidate.path)
         fit = generative_fit(model, crops)
-        scored.append(ScoredCandidate(candidate, fit, relative_fit(fit, meta)))
+        scored.append(ScoredCandidate(candidate, fit, relative_fit(fit, meta, reference)))
         if on_progress is not None:
             on_progress(done + 1, len(candidates))
     return sorted(scored, key=lambda s: (s.relative is None, s.relative if s.relative is not None else s.fit.loss))
@@ -64,17 +66,17 @@ def explain(ranking: Sequence[ScoredCandidate]) -> str:
     best = ranking[0]
     if best.relative is None:
         return f"{best.name}: no other model to compare with"
-    lines = [f"{best.name} knows these images best: they are {_familiarity(best.relative)}."]
-    others = [f"{s.name} {s.relative:.1f}×" for s in ranking[1:] if s.relative is not None]
+    lines = [f"{best.name} knows these images best: {_familiarity(best.relative)}."]
+    others = [f"{s.name} {s.relative:.2f}" for s in ranking[1:] if s.relative is not None]
     if others:
-        lines.append(f"How hard each model finds them, against its own kind of image (lower is better): "
-                     f"{best.name} {best.relative:.1f}×, " + ", ".join(others) + ".")
+        lines.append("How hard each model finds them to denoise, against the average image of the kinds the shipped "
+                     f"models cover (lower: more familiar): {best.name} {best.relative:.2f}, " + ", ".join(others) + ".")
     return " ".join(lines)
 
 
 def _familiarity(relative: float) -> str:
-    if relative <= 1.25:
-        return "as familiar to it as the images it learnt from"
-    if relative <= 2.0:
-        return f"somewhat unlike the images it learnt from ({relative:.1f}× as hard to denoise)"
-    return f"unlike anything it learnt from ({relative:.1f}× as hard to denoise); label a few and refine"
+    if relative <= 0.9:
+        return "they look like the images it learnt from"
+    if relative <= 1.1:
+        return "they look somewhat like the images it learnt from"
+    return "they look unlike the images any shipped model learnt from; expect to correct more before it adapts"

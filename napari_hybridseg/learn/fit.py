@@ -2,9 +2,10 @@
 
 A hybrid model is a denoiser. Its EDM-weighted denoising loss, over a fixed set of noise levels, is low on
 images like the ones it was pretrained on and high on others. Raw losses of different models do not compare
-(a model of smooth images denoises everything well), so a model's loss on the user's images is divided by its
-loss on its own source validation images, measured the same way and kept in its metadata (``fit_reference``):
-a relative fit of 1 means "as familiar as its own kind of image", 2 "twice as hard to denoise".
+(a model of smooth images, or one at full resolution, denoises everything well), so a model's loss on the user's
+images is divided by a reference loss measured the same way and kept in its metadata (``fit_reference``): its
+mean loss over a fixed panel of images of every kind the zoo covers (a relative fit of 0.5: these images are
+twice as easy for it as the average image of the panel), or its loss on its own source validation images.
 
 Every candidate sees the same crops and the same noise, drawn from a fixed seed.
 """
@@ -106,9 +107,23 @@ def fit_reference(model: HybridSegModel, images: Sequence[np.ndarray], descripti
     return {"loss": fit.loss, "confidence": fit.confidence, "images": description, "probe": probe.to_dict()}
 
 
-def relative_fit(fit: Fit, metadata: dict[str, Any]) -> float | None:
-    """``fit``'s loss over the model's loss on its own source images; None for a model with no reference."""
-    reference = metadata.get("fit_reference")
-    if not reference or not reference.get("loss"):
-        return None
-    return fit.loss / float(reference["loss"])
+REFERENCES = ("panel", "own")
+
+
+def reference_loss(metadata: dict[str, Any], reference: str = "panel") -> float | None:
+    """A model's denoising loss on the images its fit is compared with: the mean over a fixed panel of images of
+    every kind the zoo covers (``panel``; the same panel for every model), or its own source validation images
+    (``own``); None for a model with no such reference (the other one where only that is recorded)."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    recorded = metadata.get("fit_reference") or {}
+    panel = recorded.get("panel")
+    if reference == "panel" and panel:
+        return sum(panel.values()) / len(panel)
+    return float(recorded["loss"]) if recorded.get("loss") else None
+
+
+def relative_fit(fit: Fit, metadata: dict[str, Any], reference: str = "panel") -> float | None:
+    """``fit``'s loss over the model's :func:`reference_loss`; None for a model with no reference."""
+    loss = reference_loss(metadata, reference)
+    return None if loss is None else fit.loss / loss

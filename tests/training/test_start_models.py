@@ -79,3 +79,16 @@ def test_split_holds_out_part_of_the_pool_on_validation_and_never_reads_test(tin
     assert len(scored) == 1 and not set(pool) & set(scored) and len(pool) == 3
     test_pool, test = start_models.split(root / "dsb2018", "histology", "test")
     assert len(test_pool) == 4 and len(test) == 2 and not set(test) & set(pool + scored)
+
+
+def test_the_validation_protocol_reports_on_a_page_of_its_own_and_never_scores_test(tiny_world, tmp_path):
+    from napari_hybridseg.data.datasets import split_ids
+
+    root, _ = tiny_world
+    assert _run(tiny_world, tmp_path, "--protocol", "validation") == 0
+    page = tmp_path / "results" / "start_models_validation.md"
+    assert page.exists() and "validation protocol" in page.read_text()
+    assert not (tmp_path / "B.md").exists()
+    pool = set(split_ids(root / "dsb2018", "histology", "pool"))
+    records = report.read_records(tmp_path / "work" / "records.jsonl")
+    assert all(set(r["per_image"]) <= pool and not set(r["per_image"]) & set(r["labelled"]) for r in records if "start" in r)
