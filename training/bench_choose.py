@@ -13,6 +13,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from . import report
@@ -46,10 +47,9 @@ def markdown(result: dict[str, Any]) -> str:
             + ", ".join(f"{s:.2f}" for s in result["seconds"]) + " s). The product's goal is 5 s.")
 
 
-def write_report(result: dict[str, Any], benchmarks_md=report.BENCHMARKS_MD) -> None:
-    json_path = report.write_json(NAME, result, report.results_dir(NAME))
-    report.update_section(NAME, markdown(result) + "\n\n" + report.footer(result["command"], result["machine"], json_path),
-                          benchmarks_md)
+def write_report(result: dict[str, Any], folder: Path, benchmarks_md: Path) -> None:
+    footer = report.footer(result["command"], result["machine"], folder / f"{NAME}.json", result["date"])
+    report.update_section(NAME, markdown(result) + "\n\n" + footer, benchmarks_md)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--report-only", action="store_true", help="rebuild the section from the committed JSON")
+    report.add_report_options(p, report.results_dir(NAME))
     args = p.parse_args(argv)
     if args.report_only:
-        write_report(report.read_json(NAME, report.results_dir(NAME)))
+        write_report(report.read_json(NAME, args.results_dir), args.results_dir, args.benchmarks_md)
         return 0
     result = measure(args.n_images, args.size, args.threads, args.repeats)
-    result.update(command="python -m training.bench_choose " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    result.update(command=("python -m training.bench_choose " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip(),
                   machine=report.machine(), date=time.strftime("%Y-%m-%d"))
-    write_report(result)
+    report.write_json(NAME, result, args.results_dir)
+    write_report(result, args.results_dir, args.benchmarks_md)
     print(markdown(result))
     return 0
 

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="pretrain_seeds", help="the results file and BENCHMARKS.md section")
     p.add_argument("--results-dir", type=Path, default=FOLDER)
-    p.add_argument("--benchmarks-md", type=Path, default=report.BENCHMARKS_MD)
+    p.add_argument("--benchmarks-md", type=Path, default=report.results_dir("pretrain_seeds") / "pretrain_seeds.md",
+                   help="the page its section goes to (default: its report page beside its JSON)")
     p.add_argument("--report-only", action="store_true", help="rebuild the section from the JSON of --name")
     args = p.parse_args(argv)
     json_path = args.results_dir / f"{args.name}.json"

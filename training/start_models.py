@@ -236,7 +236,8 @@ def _fit_cell(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def markdown(records: list[dict[str, Any]], n_labels: int) -> str:
+def markdown(records: list[dict[str, Any]], n_labels: int, scored: str = "each target's test split",
+             with_fits: bool = True) -> str:
     picks = {r["target"]: r for r in records if "auto_pick" in r}
     starts = _starts(records)
     targets = [t for t in TARGETS if t.name in picks]
@@ -260,16 +261,16 @@ def markdown(records: list[dict[str, Any]], n_labels: int) -> str:
         fits.append([target.name, *[_fit_cell(by_start.get(s, {}).get("relative_fit")) for s in ZOO_ORDER if s in starts]])
     header = ["target", *[s if s != SCRATCH else "scratch (matched architecture)" for s in starts],
               f"matched − nuclei, N = {n_labels}", f"matched − scratch, N = {n_labels}", f"auto − scratch, N = {n_labels}"]
-    return (f"Dice on each target's test split: zero-shot → after fine-tuning on {n_labels} pool images with the "
+    return (f"Dice on {scored}: zero-shot → after fine-tuning on {n_labels} pool images with the "
             "start's own recipe (mean over seeds; the matched model in bold). Differences: paired, mean [95% interval "
             "over seeds and test images].\n\n" + report.markdown_table(header, rows)
             + f"\n\nThe automatic choice (`auto`, from the target's unlabelled pool) against the best start at N = "
             f"{n_labels} (its Dice − the best's); beside it, the pick of the rule that refers each model to its own source "
             "images instead of the common panel:\n\n"
             + report.markdown_table(["target", "best start", "auto picks", "own-source rule picks", "time to choose"], choices)
-            + "\n\nGenerative fit of each zoo model on each target's unlabelled pool: its denoising loss relative to its mean "
+            + ("" if not with_fits else "\n\nGenerative fit of each zoo model on each target's unlabelled pool: its denoising loss relative to its mean "
             "loss on a fixed panel of the four sources' validation images (lower: knows these images better):\n\n"
-            + report.markdown_table(["target", *[s for s in ZOO_ORDER if s in starts]], fits))
+            + report.markdown_table(["target", *[s for s in ZOO_ORDER if s in starts]], fits)))
 
 
 def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
@@ -303,10 +304,9 @@ def write_report(records: list[dict[str, Any]], meta: dict[str, Any], benchmarks
     n_labels, name = meta["n_labels"], report_name(meta.get("protocol", "test"))
     json_path = report.publish_run(name, results(records), records, meta, results_dir)
     plot(records, n_labels, results_dir / f"{name}.png")
-    body = markdown(records, n_labels)
-    if name != NAME:
-        body = ("On the validation protocol: labels from 70% of each target's pool, scored on the other 30% (the test "
-                "split is never read).\n\n" + body)
+    body = (markdown(records, n_labels, with_fits=False) if name == NAME else markdown(
+        records, n_labels, "held-out images of each target's pool (30% of it; labels from the rest; the test split is "
+        "never read)"))
     section = (f"{body}\n\n![Dice after {n_labels} labels per start]({report.relative(results_dir / f'{name}.png')})\n\n"
                + report.run_footer(meta, json_path))
     report.update_section(name, section, benchmarks_md if name == NAME else results_dir / f"{name}.md")

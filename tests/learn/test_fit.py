@@ -73,7 +73,8 @@ def test_ranking_puts_the_lowest_relative_fit_first_and_models_without_a_referen
 
 
 @pytest.mark.skipif(not (SHARED / "lungs").is_dir(), reason="the shared data sets are not beside the repository")
-@pytest.mark.parametrize("dataset, domain, expected", [("lungs", "covid", "lungs"), ("polyps", "clinicdb", "polyps")])
+@pytest.mark.parametrize("dataset, domain, expected", [("lungs", "covid", "lungs"), ("retina", "chase", "vessels"),
+                                                       ("dsb2018", "histology", "nuclei")])
 def test_the_shipped_zoo_picks_the_model_of_the_kind_of_image(dataset, domain, expected):
     from napari_hybridseg.data.datasets import load_domain
 

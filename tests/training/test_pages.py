@@ -14,13 +14,17 @@ from training import report
 # (script, its --report-only arguments, the page, the section)
 PAGES = [
     ("label_efficiency", [], report.BENCHMARKS_MD, "label_efficiency"),
-    ("pretrain_seeds", [], report.BENCHMARKS_MD, "pretrain_seeds"),
+    ("pretrain_seeds", [], report.results_dir("pretrain_seeds") / "pretrain_seeds.md", "pretrain_seeds"),
     ("bench_speed", [], report.BENCHMARKS_MD, "speed"),
     ("bench_scale", [], report.BENCHMARKS_MD, "scale"),
     ("bench_ui_latency", [], report.BENCHMARKS_MD, "ui_latency"),
     ("bench_ui_latency", ["--navigate-every", "1e9"], report.BENCHMARKS_MD, "ui_latency_idle"),
     ("active_learning", [], report.BENCHMARKS_MD, "active_learning"),
     ("instances", [], report.BENCHMARKS_MD, "instances"),
+    ("start_models", [], report.BENCHMARKS_MD, "start_models"),
+    ("start_models", ["--protocol", "validation"], report.results_dir("start_models") / "start_models_validation.md",
+     "start_models_validation"),
+    ("bench_choose", [], report.BENCHMARKS_MD, "bench_choose"),
     ("bench_launch", [], report.results_dir("launch") / "launch.md", "launch"),
     ("bench_label_efficiency_time", [], report.results_dir("label_efficiency_time") / "label_efficiency_time.md",
      "label_efficiency_time"),
