@@ -102,7 +102,7 @@ class Annotator(QObject):
             layers.move(layers.index(MASK_LAYER), len(layers))
 
     def predict_in_background(self, key: str) -> None:
-        worker = create_worker(predict_mask, self.session, key)
+        worker = create_worker(predict_mask, self.session, key, _ignore_errors=True)
         worker.returned.connect(lambda result, key=key: self._mask_ready(key, *result))
         worker.errored.connect(lambda err, key=key: self.image_failed.emit(key, f"prediction failed: {err}"))
         self.predict_worker = self.pool.start(worker)
@@ -156,7 +156,7 @@ class Annotator(QObject):
         if self.session is None or self.prefetch_worker is not None:
             return
         # the worker also chooses the images: that reads every image's record, so not on the GUI thread
-        worker = create_worker(prefetch_likely, self.session)
+        worker = create_worker(prefetch_likely, self.session, _ignore_errors=True)
         worker.finished.connect(lambda worker=worker: self._prefetch_finished(worker))
         worker.errored.connect(lambda err: None)  # the image's own prediction reports any fault when it is shown
         self.prefetch_worker = self.pool.start(worker)

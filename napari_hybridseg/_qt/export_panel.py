@@ -61,7 +61,8 @@ class ExportPanel(QWidget):
             return None
         path = Path(path)
         worker = create_worker(export_steps, EXPORTERS[fmt], path, items,
-                               _progress={"total": len(items), "desc": f"Exporting {len(items)} masks to {path.name}"})
+                               _progress={"total": len(items), "desc": f"Exporting {len(items)} masks to {path.name}"},
+                               _ignore_errors=True)
         worker.returned.connect(lambda failure: self._finished(worker, path, len(items), failure))
         worker.errored.connect(lambda err: self._finished(worker, path, len(items), str(err)))
         for button in self.controls():

@@ -79,7 +79,7 @@ class ModelPanel(QGroupBox):
     def choose_start_model(self) -> None:
         """Rank the shipped models for this project's images in the background, then start from the best."""
         self.why.setText("Choosing the shipped model that knows these images best…")
-        worker = create_worker(rank_start_models, self.session)
+        worker = create_worker(rank_start_models, self.session, _ignore_errors=True)
         session = self.session
         worker.returned.connect(lambda ranking: self._start_model_ranked(session, ranking))
         worker.errored.connect(lambda err: self._start_model_failed(session, err))

@@ -108,7 +108,7 @@ class RefinePanel(QGroupBox):
         self.progress.setFormat("preparing the refinement…")
         self.refine_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        worker = create_worker(refine_and_register, self.session, self.cancel_event)
+        worker = create_worker(refine_and_register, self.session, self.cancel_event, _ignore_errors=True)
         worker.yielded.connect(self._started)
         worker.returned.connect(self._finished)
         worker.errored.connect(self._errored)

@@ -103,7 +103,7 @@ class SuggestionPanel(QGroupBox):
         if self.session is None:
             return
         self.stop_scoring(f"Scoring the unaccepted images with {self.session.version_label()}…")
-        worker = create_worker(score_unaccepted, self.session)
+        worker = create_worker(score_unaccepted, self.session, _ignore_errors=True)
         worker.yielded.connect(lambda progress, worker=worker: self._scored(worker, progress))
         worker.finished.connect(lambda worker=worker: self._scoring_finished(worker))
         worker.errored.connect(lambda err: self.say(f"Scoring the images failed: {err}", "error"))
@@ -146,7 +146,7 @@ class SuggestionPanel(QGroupBox):
             return
         hide_disagreement(self.viewer)  # not the map of another image or model meanwhile
         self.scale.set_top(None)
-        worker = create_worker(disagreement_map, self.session, key)
+        worker = create_worker(disagreement_map, self.session, key, _ignore_errors=True)
         worker.returned.connect(lambda result, worker=worker: self._map_ready(worker, *result))
         worker.errored.connect(lambda err: self.say(f"The disagreement map failed: {err}", "error"))
         self.map_worker = self.pool.start(worker)

@@ -1,4 +1,7 @@
-"""The dock's background work: what each worker runs (off the GUI thread), and the pool that tracks them."""
+"""The dock's background work: what each worker runs (off the GUI thread), and the pool that tracks them.
+
+Workers whose ``errored`` signal the dock handles are made with ``_ignore_errors=True``: otherwise napari's
+``create_worker`` also re-raises the error in Qt's event loop, an unhandled exception on top of the message."""
 
 from __future__ import annotations
 
