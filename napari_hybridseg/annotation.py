@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # torch loads on first use (over a second): the first predict
 
     from .learn.acquisition import DisagreementScorer
     from .learn.choose import ScoredCandidate
+    from .learn.recipe import FinetuneRecipe
     from .learn.refine import RefineJob, RefineResult
     from .model.inference import Segmenter
 
@@ -460,6 +461,19 @@ class AnnotationSession:
     def refine_due(self) -> bool:
         return self.new_since_refine() >= int(self.settings["refine_every"])
 
+    def refine_recipe(self, base_metadata: dict[str, Any] | None = None) -> FinetuneRecipe:
+        """How a refinement fine-tunes: the base model's own recipe, with what the project sets instead."""
+        from dataclasses import replace
+
+        from .learn.recipe import FinetuneRecipe
+
+        s = self.settings
+        if base_metadata is None:
+            base_metadata = read_metadata(self.store.model_path(s.get("base_model")))
+        overrides = {"steps": s.get("refine_steps"), "batch_size": s.get("refine_batch_size"),
+                     "crop_size": s.get("refine_crop"), "lr": s.get("refine_lr")}
+        return replace(FinetuneRecipe.from_metadata(base_metadata), **{k: v for k, v in overrides.items() if v is not None})
+
     def make_refine_job(self, threads: int | None = None, cancel: threading.Event | None = None) -> RefineJob:
         """A job that fine-tunes the base model on all accepted masks (not just the newest); setting
         ``cancel`` stops it. Reads every accepted image and loads the base model: call from a worker."""
@@ -467,16 +481,12 @@ class AnnotationSession:
         if not keys:
             raise ValueError("accept at least one mask before refining")
         from .learn.finetune import FinetuneConfig
-        from .learn.recipe import FinetuneRecipe
         from .learn.refine import RefineJob
 
         labelled = [Sample(k, self.store.read_image(k), self.store.accepted_mask(k)) for k in keys]
         s = self.settings
         base_model, base_meta = load_checkpoint(self.store.model_path(s.get("base_model")))
-        train_config = FinetuneRecipe.from_metadata(base_meta).train_config(
-            steps=s.get("refine_steps"), batch_size=s.get("refine_batch_size"), crop_size=s.get("refine_crop"),
-            lr=s.get("refine_lr"), seed=len(self.store.model_versions()),
-        )
+        train_config = self.refine_recipe(base_meta).train_config(seed=len(self.store.model_versions()))
         if threads is None:
             threads = 1 if self.device.type == "cpu" else None
         return RefineJob(base_model, base_meta, labelled, train_config, FinetuneConfig(loss=s["refine_loss"]),

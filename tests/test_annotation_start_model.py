@@ -32,3 +32,20 @@ def test_no_readable_image_to_choose_from_is_a_clear_error(tmp_path):
     session = AnnotationSession(ProjectStore.open(folder), "cpu")
     with pytest.raises(ValueError, match="none of the images could be read"):
         session.rank_start_models()
+
+
+def test_refinement_follows_the_start_models_recipe_unless_the_project_sets_one(tmp_path):
+    from napari_hybridseg.learn.recipe import FinetuneRecipe
+    from napari_hybridseg.model.checkpoint import read_metadata
+    from napari_hybridseg.zoo import zoo_model
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    imwrite(folder / "a.png", np.zeros((32, 32), np.uint8))
+    session = AnnotationSession(ProjectStore.open(folder), "cpu")
+    lungs = zoo_model("lungs")
+    session.import_checkpoint(lungs.path)
+    recipe = FinetuneRecipe.from_metadata(read_metadata(lungs.path))
+    assert recipe.crop_size == 192 and session.refine_recipe() == recipe
+    session.store.update_settings(refine_steps=7)
+    assert session.refine_recipe().steps == 7 and session.refine_recipe().crop_size == 192

@@ -113,7 +113,7 @@ class Scenario:
         session = dock.session
         self.segmenters = {"shown": session.segmenter(foreground=True), "background": session.segmenter()}
         self.image = session.store.read_image(session.keys()[0])
-        self.settings = session.settings
+        self.refine_settings = refine_settings(session)
         dock.close_project()
         self.app.quit()
 
@@ -127,6 +127,22 @@ class Scenario:
             self.last_navigation = now
             return 1
         return 0
+
+
+def refine_settings(session) -> dict:
+    """What the refinement ran with: the start model's recipe with the project's own settings."""
+    return session.refine_recipe().to_dict()
+
+
+def _recipe_words(settings: dict) -> str:
+    """The refinement's settings as the section states them (older results name them ``refine_*``)."""
+    steps = settings.get("steps", settings.get("refine_steps"))
+    batch = settings.get("batch_size", settings.get("refine_batch_size"))
+    crop = settings.get("crop_size", settings.get("refine_crop"))
+    words = f"{steps} steps of {batch} crops of {crop}²"
+    if "lr" in settings:
+        words += f", learning rate {settings['lr']:g}" + (", crops reaching the borders" if settings.get("even_coverage") else "")
+    return words
 
 
 def ticks_within(ticks: np.ndarray, start: float, end: float) -> np.ndarray:
@@ -176,7 +192,7 @@ def measure_once(navigate_every: float) -> dict:
     window = ticks_within(ticks, scenario.refine_started, scenario.refine_ended)
     late = intervals_ms > GOALS["stall_p99_ms"]
     control_ms = stall_intervals_ms(ticks, scenario.control_started, scenario.control_ended)
-    image, settings = scenario.image, scenario.settings
+    image = scenario.image
     predict_ms = {}
     for role, segmenter in scenario.segmenters.items():
         segmenter.predict(image)
@@ -205,7 +221,7 @@ def measure_once(navigate_every: float) -> dict:
         "late_heartbeats": [[round(float(t - scenario.refine_started), 3), round(float(ms), 1)]
                             for t, ms in zip(window[1:][late], intervals_ms[late])],
         "progress_shown_s": [round(t - scenario.refine_started, 3) for t in scenario.progress_changes],
-        "refine_settings": {k: settings[k] for k in ("refine_steps", "refine_batch_size", "refine_crop") if k in settings},
+        "refine_settings": scenario.refine_settings,
         "image_shape": list(image.shape),
     }
 
@@ -279,7 +295,7 @@ def markdown(result: dict) -> str:
     name = "ui_latency_idle" if navigate_every > 1e6 else "ui_latency"
     return (
         f"Real napari window under Xvfb (software OpenGL), bundled sample (256×256 RGB), shipped model; the simulated "
-        f"user accepts 5 images, then {user} while the refinement ({results['refine_settings']}) runs in a child "
+        f"user accepts 5 images, then {user} while the refinement ({_recipe_words(results['refine_settings'])}) runs in a child "
         f"process at low CPU priority that stops for 0.15 s after each move or stroke. The first launch starts "
         f"with empty caches, as a first launch after installing does; the later ones use what it cached (pint's "
         f"parsed unit definitions; the shipped model's ONNX graph ships with the package). The control runs in the "
