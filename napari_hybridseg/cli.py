@@ -506,7 +506,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
     folder = args.folder if args.folder is not None else sample_data_root() / SAMPLE_DOMAIN / "images"
     viewer = napari.Viewer(title="napari-hybridseg")
-    dock = HybridSegDock(viewer, device=args.device)
+    # the bundled sample is synthetic stained nuclei, made for the nuclei model (the default): the generative fit
+    # would pick the polyps model for its pink, smooth synthetic texture; a user's folder gets the choice
+    dock = HybridSegDock(viewer, device=args.device, choose_start_model=args.folder is not None)
     viewer.window.add_dock_widget(dock, name="Label 5 images then refine", area="right")
     dock.open_folder(folder, args.project)
     napari.run()
