@@ -44,6 +44,7 @@ class HybridSegDock(QWidget):
         self.session: AnnotationSession | None = None
         self._note = ""  # opens the status lines about the next image shown (e.g. "Saved the mask of …")
         self._first_ranking_due = False
+        self._count_worker = None
         self.pool = WorkerPool()
         self._garbage_collector = GuiThreadGarbageCollector(self)  # never in a worker thread: see its module
         self.destroyed.connect(functools.partial(WorkerPool.abandon, self.pool))
@@ -83,6 +84,7 @@ class HybridSegDock(QWidget):
         annotator.mask_shown.connect(self._mask_shown)
         annotator.image_failed.connect(self._image_failed)
         annotator.states_changed.connect(self._show_states)
+        images.counts_missing.connect(self._count_accepted)
         annotator.user_active.connect(self.refinement.user_active)
         annotator.predictions_refreshed.connect(self.suggestions.start_scoring)
         self.suggestions.chosen.connect(self.show_image)
@@ -169,6 +171,7 @@ class HybridSegDock(QWidget):
         for panel in (self.annotator, self.model, self.suggestions, self.refinement, self.exports):
             panel.set_session(None)
         self.pool.stop_all()
+        self._count_worker = None
         self.session = None
 
     def _viewer_closed(self) -> None:
@@ -209,6 +212,19 @@ class HybridSegDock(QWidget):
     def _show_states(self) -> None:
         if self.session is not None:
             self.images.show_states(self.session, self.key, self.annotator.edited)
+
+    def _count_accepted(self) -> None:
+        """Count the objects of the accepted masks not counted yet, off the GUI thread (a project may hold
+        hundreds), then show the total."""
+        if self.session is None or self._count_worker is not None:
+            return
+        worker = create_worker(self.images.counts.count_missing, self.session, _ignore_errors=True)
+        worker.finished.connect(self._accepted_counted)
+        self._count_worker = self.pool.start(worker)
+
+    def _accepted_counted(self) -> None:
+        self._count_worker = None
+        self._show_states()
 
     def _move(self, move: Move) -> None:
         skipped = "".join(f"Passed over {key}: {self.session.unreadable[key]}. " for key in move.skipped)

@@ -34,7 +34,7 @@ class ObjectCounts:
     prediction, draft or accept is a new array)."""
 
     def __init__(self):
-        self._accepted: dict[str, tuple[str | None, int]] = {}
+        self._accepted: dict[str, tuple[str | None, int | None]] = {}
         self._shown: tuple[np.ndarray | None, int] = (None, 0)
 
     def _of(self, mask: np.ndarray) -> int:
@@ -52,19 +52,35 @@ class ObjectCounts:
         stored = store.prediction(key)
         return None if stored is None else self._of(stored[0])
 
-    def accepted(self, session: AnnotationSession, current: str | None) -> tuple[int, int]:
-        """(objects, images) over the accepted masks."""
-        store, total = session.store, 0
+    def accepted(self, session: AnnotationSession, current: str | None) -> tuple[int, int, int]:
+        """(objects, images, images not counted yet) over the accepted masks. Only the current image's mask is
+        read here (on the GUI thread); the others are counted by :meth:`count_missing`, in a worker."""
+        store, total, missing = session.store, 0, 0
         keys = store.accepted_keys()
         for key in keys:
             at = store.record(key).accepted_at
+            if key == current:  # it may be accepted again at once: its count follows the mask shown
+                self._accepted[key] = (at, self._of(store.accepted_mask(key)))
             known = self._accepted.get(key)
-            if key == current or known is None or known[0] != at:  # the current one may be accepted again at once
-                known = (at, self._of(store.accepted_mask(key)) if key == current else
-                         count_objects(store.accepted_mask(key)))
-                self._accepted[key] = known
-            total += known[1]
-        return total, len(keys)
+            if known is None or known[0] != at:
+                missing += 1
+            elif known[1] is not None:  # None: its mask could not be read
+                total += known[1]
+        return total, len(keys), missing
+
+    def count_missing(self, session: AnnotationSession):
+        """Count the accepted masks not counted yet (for a worker: it reads each mask once)."""
+        store = session.store
+        for key in store.accepted_keys():
+            at = store.record(key).accepted_at
+            known = self._accepted.get(key)
+            if known is None or known[0] != at:
+                try:
+                    count = count_objects(store.accepted_mask(key))
+                except (OSError, ValueError):  # the store says why when the mask is opened; not counted
+                    count = None
+                self._accepted[key] = (at, count)
+                yield key
 
 
 def key_label(key: str) -> str:
@@ -81,6 +97,7 @@ class ImagesPanel(QWidget):
     suggested = Signal()
     accept = Signal()
     after_accept_changed = Signal(str)
+    counts_missing = Signal()  # some accepted masks are not counted yet: count them in the background
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -179,8 +196,11 @@ class ImagesPanel(QWidget):
     def show_counts(self, session: AnnotationSession, current: str | None) -> None:
         """The objects in the mask shown and in the accepted masks."""
         shown = self.counts.current(session, current)
-        objects, images = self.counts.accepted(session, current)
+        objects, images, missing = self.counts.accepted(session, current)
         here = "—" if shown is None else str(shown)
         text = f"Objects: {here} in this image · {objects} in {images} accepted image{'s' if images != 1 else ''}"
+        if missing:
+            text += f" (counting {missing} more…)"
+            self.counts_missing.emit()
         if self.count_label.text() != text:
             self.count_label.setText(text)

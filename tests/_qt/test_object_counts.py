@@ -43,3 +43,17 @@ def test_the_count_follows_the_mask_shown_its_edits_and_the_accepted_set(make_na
     qtbot.waitUntil(lambda: counts_text(dock) == f"Objects: {here} in this image · 1 in 1 accepted image",
                     timeout=10_000)
     dock.close_project()
+
+
+def test_reopening_a_project_counts_its_accepted_masks_in_the_background(make_napari_viewer, qtbot, folder):
+    session = AnnotationSession(ProjectStore.open(folder), "cpu")
+    expected = 0
+    for n, key in enumerate(session.keys()[1:4], start=1):  # not the first image, which opens first
+        mask = np.zeros(session.read_image(key).shape[:2], np.uint16)
+        for i in range(n):
+            mask[4 + 10 * i : 8 + 10 * i, 4:8] = i + 1
+        session.accept(key, mask)
+        expected += n
+    viewer, dock = open_dock(make_napari_viewer, folder)
+    qtbot.waitUntil(lambda: counts_text(dock).endswith(f"· {expected} in 3 accepted images"), timeout=30_000)
+    dock.close_project()
