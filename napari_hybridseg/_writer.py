@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .data.io import write_mask_png
+from .atomic import atomic_folder
 from .export import write_field
 
 
@@ -39,8 +38,7 @@ def write_ome_zarr(path: str, layer_data: list[tuple[Any, dict, str]]) -> list[s
     image = images[0][0] if images else labels[0][0]
     import zarr
 
-    partial = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
+    with atomic_folder(path) as partial:
         group = zarr.open_group(str(partial), mode="w")
         (mask, meta), *others = labels
         attributes = {"image": images[0][1].get("name") if images else None, "labels": meta.get("name")}
@@ -48,9 +46,4 @@ def write_ome_zarr(path: str, layer_data: list[tuple[Any, dict, str]]) -> list[s
         for other, other_meta in others:
             write_labels(other, group, name=other_meta.get("name", "labels"), axes="yx", scaler=None,
                          scale_factors=())
-        if path.exists():
-            shutil.rmtree(path)
-        partial.rename(path)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return [str(path)]

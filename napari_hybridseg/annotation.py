@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Na
 
 import numpy as np
 from .data.datasets import Sample
-from .data.io import ImageReadError
 from .export import ExportItem
 from .model.checkpoint import load_checkpoint, read_metadata
 from .model.onnx_graph import GraphSegmenter
@@ -159,16 +158,9 @@ class AnnotationSession:
         """The shipped models, best fit to this project's images first (reads up to 24 of them; call from a
         worker)."""
         from .learn.choose import rank_start_models
-        from .learn.fit import FitProbe
+        from .learn.fit import read_spread
 
-        keys = self.keys()
-        step = max(1, len(keys) // FitProbe().max_images)
-        images = []
-        for key in keys[::step]:
-            try:
-                images.append(self.read_image(key))
-            except (ImageReadError, OSError):
-                continue
+        images = read_spread(self.keys(), self.read_image)
         if not images:
             raise ValueError("none of the images could be read to choose a start model")
         return rank_start_models(images, on_progress=on_progress)

@@ -214,9 +214,7 @@ def _checkpoint(args: argparse.Namespace, images: Callable[[], list] | None = No
         return args.checkpoint
     if images is None:
         raise UsageError(f"--checkpoint {AUTO} needs images to choose for")
-    if getattr(args, "_auto_choice", None) is None:
-        args._auto_choice = _choose_and_print(images())
-    return args._auto_choice
+    return _choose_and_print(images())
 
 
 def _choose_and_print(images: list) -> Path:
@@ -368,17 +366,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _readable_images(files: list[Path], limit: int = 100) -> list:
-    """Up to ``limit`` of ``files``' images, evenly spread, skipping unreadable ones."""
+def _readable_images(files: list[Path]) -> list:
+    """The images of ``files`` that choosing a start model reads (evenly spread; unreadable ones left out)."""
     from .data.io import read_image
+    from .learn.fit import read_spread
 
-    images = []
-    for path in files[:: max(1, len(files) // limit)]:
-        try:
-            images.append(read_image(path))
-        except ImageReadError:
-            continue
-    return images
+    return read_spread(files, read_image)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -481,7 +474,7 @@ def cmd_choose_model(args: argparse.Namespace) -> int:
     images = _readable_images(_image_files(args.inputs))
     if not images:
         raise UsageError("none of the inputs could be read as an image")
-    candidates = zoo_candidates() + [Candidate(path.stem, path, str(path)) for path in args.model]
+    candidates = zoo_candidates() + [Candidate(path.stem, path) for path in args.model]
     ranking = rank_start_models(images, candidates)
     print(f"{'rank':>4}  {'model':<10} {'relative fit':>12} {'denoising loss':>15} {'mask confidence':>16}")
     for rank, s in enumerate(ranking, 1):

@@ -18,15 +18,13 @@ import csv
 import io
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_folder, atomic_path
 from .data.io import write_mask_png
 
 FORMATS = ("png", "zarr")
@@ -232,9 +230,7 @@ def iter_export_ome_zarr(out: str | os.PathLike, items: Sequence[ExportItem]) ->
     wells = plate_grid(len(items))
     tables = {key: _table_name(name) for key, name in png_names(item.key for item in items).items()}
     tile = _tile(item.shape for item in items)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_folder(out) as partial:
         root = zarr.open_group(str(partial), mode="w")
         index = {}
         for item, (row, column) in zip(items, wells):
@@ -252,11 +248,6 @@ def iter_export_ome_zarr(out: str | os.PathLike, items: Sequence[ExportItem]) ->
         columns = list(dict.fromkeys(column for _, column in wells))
         write_plate_metadata(root, rows, columns, [f"{row}/{column}" for row, column in wells], name=out.stem)
         root.attrs["napari_hybridseg"] = {"format": EXPORT_FORMAT, "images": index}
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _run(steps: Iterator[str], out: str | os.PathLike) -> Path:

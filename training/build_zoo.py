@@ -98,11 +98,12 @@ def pretrain_command(name: str, data: Path, out: Path, threads: int) -> list[str
 FIT_PANEL = ("dsb2018:fluorescence:val", "lungs:paediatric:val", "polyps:kvasir:val", "retina:drive:val")
 
 
-def validation_images(name: str, data: Path, only: str | None = None) -> list[Any]:
+def images_of(specs: tuple[str, ...], data: Path) -> list[Any]:
+    """The images of ``DATASET:DOMAIN:SPLIT`` specs, read from ``data``."""
     from napari_hybridseg.data.datasets import load_domain
 
     images = []
-    for spec in [only] if only else RECIPES[name].validation:
+    for spec in specs:
         dataset, domain, split = spec.split(":")
         images += [s.image for s in load_domain(data / dataset, domain, split, with_labels=False)]
     return images
@@ -131,9 +132,10 @@ def install(model: ZooModel, trained: Path, data: Path) -> dict[str, Any]:
     net, meta = load_checkpoint(trained)
     recipe = RECIPES[model.name]
     meta["zoo_name"] = model.name
-    meta["fit_reference"] = fit_reference(net, validation_images(model.name, data), " + ".join(recipe.validation))
-    meta["fit_reference"]["panel"] = {spec: fit_reference(net, validation_images(model.name, data, spec), spec)["loss"]
-                                      for spec in FIT_PANEL}
+    panel = {spec: fit_reference(net, images_of((spec,), data), spec) for spec in FIT_PANEL}
+    own = (panel[recipe.validation[0]] if len(recipe.validation) == 1 and recipe.validation[0] in panel
+           else fit_reference(net, images_of(recipe.validation, data), " + ".join(recipe.validation)))
+    meta["fit_reference"] = {**own, "panel": {spec: reference["loss"] for spec, reference in panel.items()}}
     meta["finetune_recipe"] = recipe.finetune.to_dict()
     meta["source_validation_dice"] = validation_dice(model.name, data, net, meta)
     save_checkpoint(model.path, net, meta)

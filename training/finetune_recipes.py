@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import report
+from .stats import seed_image_grid
 from .start_models import TARGETS, Job, run_job, zoo_paths
 
 NAME = "finetune_recipes"
@@ -36,12 +37,7 @@ CHANGES: dict[str, dict[str, Any]] = {
 
 
 def _grid(records: list[dict[str, Any]], target: str, start: str, change: str) -> np.ndarray | None:
-    rows = sorted((r for r in records if (r["target"], r["start"], r["change"]) == (target, start, change)),
-                  key=lambda r: r["seed"])
-    if not rows:
-        return None
-    ids = sorted(rows[0]["per_image"])
-    return np.array([[r["per_image"][i] for i in ids] for r in rows])
+    return seed_image_grid(records, target=target, start=start, change=change)
 
 
 def markdown(records: list[dict[str, Any]]) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import report
+from .stats import seed_image_grid
 
 NAME = "instances"
 RESULTS = report.results_dir(NAME)
@@ -277,11 +278,7 @@ def results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _grid(records: list[dict[str, Any]], target: str, method: str, n_labels: int, score: str) -> np.ndarray | None:
     """seeds × scored images of one score (images in id order)."""
-    rows = [r for r in _runs(records) if (r["target"], r["method"], r["n_labels"]) == (target, method, n_labels)]
-    if not rows:
-        return None
-    ids = sorted(rows[0]["per_image"])
-    return np.array([[r["per_image"][i][score] for i in ids] for r in rows], dtype=float)
+    return seed_image_grid(records, score, target=target, method=method, n_labels=n_labels)
 
 
 def _difference(records: list[dict[str, Any]], target: str, n_labels: int, score: str):

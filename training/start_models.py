@@ -18,6 +18,7 @@ the JSON, the plot and the BENCHMARKS.md section from the committed records.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import report
+from .stats import seed_image_grid
 
 NAME = "start_models"
 RESULTS = report.results_dir(NAME)
@@ -95,6 +97,14 @@ def split(root: Path, domain: str, protocol: str) -> tuple[list[str], list[str]]
     return [i for i in pool if i not in held_out], sorted(held_out)
 
 
+@functools.lru_cache(maxsize=2)
+def _scored_samples(root: Path, domain: str, ids: tuple[str, ...]) -> list[Any]:
+    """The images a worker scores, read once for all the runs it makes on one target (the pool's runs read theirs)."""
+    from napari_hybridseg.data.datasets import load_domain
+
+    return load_domain(root, domain, ids=list(ids))
+
+
 def run_job(job: Job, data: Path, zoo: dict[str, Path], threads: int, protocol: str = "test",
             recipe_changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune (or not) one start on one target and score it on the target's test split (or, on
@@ -129,7 +139,7 @@ def run_job(job: Job, data: Path, zoo: dict[str, Path], threads: int, protocol: 
         labelled = load_domain(root, target.domain, ids=labelled_ids)
         model, meta, _ = finetune(model, meta, labelled, recipe.train_config(seed=job.seed), FinetuneConfig())
     finetune_s = time.perf_counter() - started
-    scores = evaluate(Segmenter(model, meta, engine="torch"), load_domain(root, target.domain, ids=scored))
+    scores = evaluate(Segmenter(model, meta, engine="torch"), _scored_samples(root, target.domain, tuple(scored)))
     return {"target": job.target, "start": job.start, "n_labels": job.n_labels, "seed": job.seed,
             "dice": scores["mean_dice"], "per_image": {r["id"]: r["dice"] for r in scores["per_image"]},
             "labelled": labelled_ids, "recipe": recipe.to_dict(), "finetune_s": finetune_s}
@@ -199,12 +209,7 @@ def results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _grid(records: list[dict[str, Any]], target: str, start: str, n_labels: int) -> np.ndarray | None:
-    rows = sorted((r for r in records if r.get("target") == target and r.get("start") == start
-                   and r.get("n_labels") == n_labels), key=lambda r: r["seed"])
-    if not rows:
-        return None
-    ids = sorted(rows[0]["per_image"])
-    return np.array([[r["per_image"][i] for i in ids] for r in rows])
+    return seed_image_grid(records, target=target, start=start, n_labels=n_labels)
 
 
 def _mean(grid: np.ndarray | None) -> str:
@@ -284,8 +289,8 @@ def plot(records: list[dict[str, Any]], n_labels: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / max(1, len(starts))
     for k, start in enumerate(starts):
-        means = [(_grid(records, t.name, start, n_labels).mean() if _grid(records, t.name, start, n_labels) is not None
-                  else np.nan) for t in targets]
+        grids = [_grid(records, t.name, start, n_labels) for t in targets]
+        means = [np.nan if grid is None else grid.mean() for grid in grids]
         ax.bar(np.arange(len(targets)) + k * width, means, width, label=start)
     ax.set_xticks(np.arange(len(targets)) + 0.4 - width / 2, [t.name for t in targets])
     ax.set_ylabel(f"Dice on test after {n_labels} labels")

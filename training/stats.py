@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+
+def seed_image_grid(records: list[dict[str, Any]], score: str | None = None, **match: Any) -> np.ndarray | None:
+    """Seeds × scored images (seeds in order, images in id order) of the records whose fields equal ``match``,
+    from each record's ``per_image`` scores (``score`` picks one score where each image has several); None when
+    no record matches. What :func:`paired_bootstrap` pairs."""
+    rows = sorted((r for r in records if all(r.get(k) == v for k, v in match.items())), key=lambda r: r["seed"])
+    if not rows:
+        return None
+    ids = sorted(rows[0]["per_image"])
+    pick = (lambda value: value) if score is None else (lambda value: value[score])
+    return np.array([[pick(r["per_image"][i]) for i in ids] for r in rows], dtype=float)
 
 
 @dataclass(frozen=True)

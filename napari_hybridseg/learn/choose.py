@@ -16,7 +16,6 @@ from .fit import Fit, FitProbe, ProbeCrops, generative_fit, relative_fit
 class Candidate:
     name: str
     path: Path
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class ScoredCandidate:
 def zoo_candidates() -> list[Candidate]:
     from ..zoo import zoo_models
 
-    return [Candidate(m.name, m.path, m.describe()) for m in zoo_models()]
+    return [Candidate(m.name, m.path) for m in zoo_models()]
 
 
 def rank_start_models(

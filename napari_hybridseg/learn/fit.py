@@ -13,7 +13,7 @@ Every candidate sees the same crops and the same noise, drawn from a fixed seed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,23 @@ class FitProbe:
 class Fit:
     loss: float  # EDM-weighted denoising loss, mean over crops and noise levels
     confidence: float  # mean top-class probability of the mask head on the clean crops
-    n_crops: int
+
+
+def spread(n: int, k: int) -> np.ndarray:
+    """Indices of at most ``k`` of ``n`` items, evenly spread over them (the images a fit is measured on)."""
+    return np.linspace(0, n - 1, min(n, k)).round().astype(int) if n else np.zeros(0, int)
+
+
+def read_spread(items: Sequence[Any], read: Callable[[Any], np.ndarray], probe: FitProbe = FitProbe()) -> list[np.ndarray]:
+    """The images a fit reads of ``items`` (files, keys): evenly spread, as many as the probe uses, read with
+    ``read``; an item that cannot be read is left out."""
+    images = []
+    for index in spread(len(items), probe.max_images):
+        try:
+            images.append(read(items[index]))
+        except (OSError, ValueError):  # ImageReadError is a ValueError
+            continue
+    return images
 
 
 class ProbeCrops:
@@ -50,9 +66,8 @@ class ProbeCrops:
             raise ValueError("no images to measure the fit on")
         self.probe = probe
         rng = np.random.default_rng(probe.seed)
-        chosen = np.linspace(0, len(images) - 1, min(len(images), probe.max_images)).round().astype(int)
         crops = []
-        for index in chosen:
+        for index in spread(len(images), probe.max_images):
             image = prepare_image(images[index], 3, sigma_data)  # 1 or 3 channels; expanded below
             crops.append(_random_crop(expand_channels(image, 3), probe.crop, rng))
         self.crops = torch.from_numpy(np.stack(crops).astype(np.float32))
@@ -96,7 +111,7 @@ def generative_fit(model: HybridSegModel, crops: ProbeCrops, batch_size: int = 6
     for start in range(0, len(clean), batch_size):
         _, logits = model(clean[start : start + batch_size], SIGMA_MIN)
         confidence.append(logits.softmax(1).amax(1).mean(dim=(1, 2)).cpu())
-    return Fit(float(torch.cat(losses).mean()), float(torch.cat(confidence).mean()), len(clean))
+    return Fit(float(torch.cat(losses).mean()), float(torch.cat(confidence).mean()))
 
 
 def fit_reference(model: HybridSegModel, images: Sequence[np.ndarray], description: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .finetune import FINETUNE_LR
 from .train import TrainConfig
 
 
@@ -15,7 +16,7 @@ class FinetuneRecipe:
     steps: int = 100
     crop_size: int = 96
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = FINETUNE_LR
     even_coverage: bool = False  # crops reach image borders and corners as often as the middle
 
     def __post_init__(self):
