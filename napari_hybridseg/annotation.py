@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch loads on first use (over a second): the first predict
 
     from .learn.acquisition import DisagreementScorer
     from .learn.choose import ScoredCandidate
+    from .learn.selection import Pick
     from .learn.recipe import FinetuneRecipe
     from .learn.refine import RefineJob, RefineResult
     from .model.inference import Segmenter
@@ -43,6 +44,8 @@ FOREGROUND_THREADS = min(4, os.cpu_count() or 1)
 #: on one CPU thread, the crop about a quarter of that, and its mean is an unbiased estimate of the
 #: whole image's. The map layer is computed on the whole image (see disagreement_map).
 RANKING_SCORER: dict[str, Any] = {"samples": 8, "mode": "noise", "metric": "bald", "max_pixels": 128 * 128}
+#: How many suggestions are chosen one after another (each knowing the ones before); the rest follow by their gain.
+PLANNED_PICKS = 10
 
 
 class ImageStatus(NamedTuple):
@@ -96,6 +99,7 @@ class AnnotationSession:
         # (model version, whole image?) → scorer; only the active version's are kept
         self._scorers: dict[tuple[str | None, bool], DisagreementScorer] = {}
         self._scorer_lock = threading.Lock()
+        self._plan: tuple[tuple, list[Pick]] | None = None  # the last suggestions and what they were made from
         self._trained_on: dict[str, frozenset[str]] = {}
         self._position: str | None = None  # where the user is, ahead of the store when moves are not persisted
         #: images whose file cannot be used → why (found by check_files, or on reading)
@@ -267,10 +271,9 @@ class AnnotationSession:
             return Move(None, "every image is accepted")
         if self.settings["after_accept"] == "informative":
             key = self.suggest_next()
-            score = dict(self.ranking()).get(key)
-            if score is not None:
-                return Move(key, f"the most informative unaccepted image (disagreement {score:.4f} "
-                                 f"by {self.version_label()})")
+            pick = next((p for p in self.suggestions() if p.key == key), None)
+            if pick is not None:
+                return Move(key, f"the suggested image ({pick.describe()}, by {self.version_label()})")
             return Move(key, "the next unaccepted image: the images are not ranked yet")
         keys = self.keys()
         start = keys.index(accepted) + 1 if accepted in keys else 0
@@ -278,7 +281,7 @@ class AnnotationSession:
         return Move(key, "the next unaccepted image in the list")
 
     def suggest_next(self) -> str | None:
-        """The unaccepted image to label next: the one the active model's samples disagree on most.
+        """The unaccepted image to label next: the first of :meth:`suggestions`.
 
         Images not scored yet follow the scored ones, in order after the current image
         (wrapping around, the current one last); images holding an unaccepted edit come
@@ -289,18 +292,18 @@ class AnnotationSession:
             return None
         start = keys.index(self.current()) + 1
         order = {key: i for i, key in enumerate(keys[start:] + keys[:start])}
-        scores = dict(self.ranking())
+        planned = {key: i for i, (key, _) in enumerate(self.ranking())}
 
         def priority(key: str) -> tuple:
-            score = scores.get(key)
             draft = self.store.record(key).prediction_model == EDITED
-            return draft, score is None, -(score or 0.0), order[key]
+            return draft, key not in planned, planned.get(key, 0), order[key]
 
         return min(self.unaccepted_keys(), key=priority, default=None)
 
     # -- active learning ---------------------------------------------------------------
     def scorer(self, whole_image: bool = False) -> DisagreementScorer:
-        """The disagreement scorer of the active model version, made (and the model loaded) on first use.
+        """The scorer of the active model version, made (and the model loaded) on first use: the ranking's
+        gives each image's signals (:class:`~.learn.signals.SignalScorer`), the whole image's its disagreement map.
 
         ``whole_image`` scores whole images rather than the ranking's crop. Scorers are
         per version, so after any change of the active model (refinement, rollback,
@@ -311,9 +314,15 @@ class AnnotationSession:
             scorer = self._scorers.get((version, whole_image))
             if scorer is None:
                 from .learn.acquisition import DisagreementScorer
+                from .learn.signals import SignalScorer
 
-                options = {**self.scoring, "max_pixels": None} if whole_image else self.scoring
-                scorer = DisagreementScorer(self.segmenter(version).forward, version, device=self.device, **options)
+                segmenter = self.segmenter(version)
+                if whole_image:
+                    scorer = DisagreementScorer(segmenter.forward, version, device=self.device,
+                                                **{**self.scoring, "max_pixels": None})
+                else:
+                    scorer = SignalScorer(segmenter.forward, segmenter.model, version, device=self.device,
+                                          **self.scoring)
                 self._scorers = {k: v for k, v in self._scorers.items() if k[0] == version}
                 self._scorers[(version, whole_image)] = scorer
             return scorer
@@ -326,25 +335,46 @@ class AnnotationSession:
         """
         scorer = self.scorer()
         keys = self.unaccepted_keys()
-        for done, (key, result) in enumerate(scorer.score_many(self._unaccepted_images(keys)), 1):
+        accepted = [key for key in self.keys() if key not in self.unreadable and key not in keys]
+        for key, _ in scorer.score_many(self._images(accepted)):  # their features: what the labels cover
+            pass
+        for done, (key, result) in enumerate(scorer.score_many(self._images(keys, unaccepted=True)), 1):
             yield ScoringProgress(key, result.score, done, len(keys))
 
-    def _unaccepted_images(self, keys: Iterable[str]) -> Iterator[tuple[str, np.ndarray]]:
+    def _images(self, keys: Iterable[str], unaccepted: bool = False) -> Iterator[tuple[str, np.ndarray]]:
         for key in keys:
-            if self.store.record(key).state == "accepted":
+            if unaccepted and self.store.record(key).state == "accepted":
                 continue  # accepted while we were scoring
             try:
                 yield key, self.store.read_image(key)
             except (OSError, ValueError):
                 continue  # gone or unreadable: it stays unranked (navigating to it says why)
 
-    def ranking(self) -> list[tuple[str, float]]:
-        """(key, score) of the unaccepted images scored for the active model, highest first.
+    def suggestions(self) -> list[Pick]:
+        """The unaccepted images scored for the active model, in the order the project's rule (``suggest_by``)
+        would label them, each with why.
 
         Loads no model and reads no pixels: empty until :meth:`score_unaccepted` has run.
         """
         scorer = self._scorers.get((self.active_version, False))
-        return scorer.ranking(self.unaccepted_keys()) if scorer is not None else []
+        if scorer is None:
+            return []
+        from .learn.selection import plan
+
+        unaccepted = self.unaccepted_keys()
+        accepted = [key for key in self.keys() if self.store.record(key).state == "accepted"]
+        candidates = scorer.signals(unaccepted)
+        state = (self.active_version, self.settings["suggest_by"], tuple(candidates), tuple(accepted),
+                 tuple(scorer.signals(accepted)))
+        if self._plan is None or self._plan[0] != state:
+            labelled = [signals.features for signals in scorer.signals(accepted).values()]
+            self._plan = state, plan(candidates, labelled, self.settings["suggest_by"], k=PLANNED_PICKS,
+                                     n_labelled=len(accepted))
+        return self._plan[1]
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """(key, gain) of :meth:`suggestions`, best first."""
+        return [(pick.key, pick.gain) for pick in self.suggestions()]
 
     def disagreement_map(self, key: str) -> np.ndarray:
         """Per-pixel disagreement (H, W) of the active model over the whole of ``key``'s image.

@@ -47,7 +47,8 @@ def test_without_scores_the_next_unaccepted_image_is_suggested(session):
     assert session.suggest_next() is None
 
 
-def test_scoring_ranks_the_unaccepted_images_highest_first(session):
+def test_by_disagreement_the_images_rank_highest_first(session):
+    session.store.update_settings(suggest_by="disagreement")
     keys = session.keys()
     accept_empty(session, keys[0])
     progress = list(session.score_unaccepted())
@@ -67,6 +68,29 @@ def test_scoring_ranks_the_unaccepted_images_highest_first(session):
     assert session.suggest_next() == ranking[1][0]
 
 
+def test_by_default_the_suggestions_cover_the_folder_and_say_why(session):
+    assert session.settings["suggest_by"] == "adaptive"
+    keys = session.keys()
+    accept_empty(session, keys[0])
+    list(session.score_unaccepted())
+    assert session.scorer().cached(keys[0]) is not None  # the accepted image's features: what the labels cover
+
+    picks = session.suggestions()
+    assert sorted(p.key for p in picks) == sorted(keys[1:])
+    gains = [p.gain for p in picks]
+    assert gains == sorted(gains, reverse=True)  # each pick adds no more than the one before
+    assert all(p.reasons for p in picks)
+    assert session.suggest_next() == picks[0].key
+    session.store.update_settings(after_accept="informative")
+    move = session.after_accept(keys[0])
+    assert move.key == picks[0].key and picks[0].describe() in move.why
+
+    accept_empty(session, picks[0].key)  # the labels now cover it and what resembles it: the plan is made again
+    again = session.suggestions()
+    assert picks[0].key not in [p.key for p in again] and len(again) == len(picks) - 1
+    assert session.suggest_next() == again[0].key
+
+
 def test_scored_images_come_before_unscored_ones_and_drafts_last(session):
     keys = session.keys()
     scores = dict(session.ranking())
@@ -74,12 +98,12 @@ def test_scored_images_come_before_unscored_ones_and_drafts_last(session):
     stopped = session.score_unaccepted()
     first = next(stopped)
     stopped.close()  # a cancelled worker: nothing more is scored
-    assert session.ranking() == [(first.key, first.score)]
+    assert [key for key, _ in session.ranking()] == [first.key]
     session.go(first.key)
     assert session.suggest_next() == first.key  # the only scored image wins over the unscored ones
 
-    ranking = dict(score_all(session))
-    ordered = sorted(ranking, key=ranking.get, reverse=True)
+    score_all(session)
+    ordered = [key for key, _ in session.ranking()]
     session.save_draft(ordered[0], np.ones((64, 64), np.uint8))  # the user is editing the top image
     assert session.suggest_next() == ordered[1]
     for key in ordered[1:]:

@@ -47,16 +47,38 @@ def paired_bootstrap(
     if a.shape != b.shape:
         raise ValueError(f"paired scores must have the same shape, got {a.shape} and {b.shape}")
     diff = a - b
-    n_seeds, n_images = diff.shape
+    means = _bootstrap_means(diff, n_boot, np.random.default_rng(seed))
+    return _interval(float(diff.mean()), means, level, diff.shape[0])
+
+
+def paired_bootstrap_over_targets(
+    pairs: list[tuple[np.ndarray, np.ndarray]], n_boot: int = 10_000, level: float = 0.95, seed: int = 0
+) -> Interval:
+    """Interval for the mean over targets of each target's mean(a − b), where each pair ``(a, b)`` is one target's
+    seeds × test images grid as :func:`paired_bootstrap` takes it; every target's seeds and images are resampled
+    within that target. ``n_seeds`` is the fewest seeds of any target."""
+    if not pairs:
+        raise ValueError("no target to average over")
     rng = np.random.default_rng(seed)
+    diffs = [np.atleast_2d(np.asarray(a, float).T).T - np.atleast_2d(np.asarray(b, float).T).T for a, b in pairs]
+    means = np.mean([_bootstrap_means(diff, n_boot, rng) for diff in diffs], axis=0)
+    return _interval(float(np.mean([d.mean() for d in diffs])), means, level, min(d.shape[0] for d in diffs))
+
+
+def _bootstrap_means(diff: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of ``diff`` (seeds × images) over ``n_boot`` resampled seeds × images grids."""
+    n_seeds, n_images = diff.shape
     seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
     images = rng.integers(0, n_images, size=(n_boot, n_images))
     # mean over a resampled seeds × images grid = mean over seeds of (row means over the resampled images)
     row_means = np.stack([diff[:, idx].mean(axis=1) for idx in images])  # (n_boot, n_seeds)
-    means = np.take_along_axis(row_means, seeds, axis=1).mean(axis=1)
+    return np.take_along_axis(row_means, seeds, axis=1).mean(axis=1)
+
+
+def _interval(mean: float, boot_means: np.ndarray, level: float, n_seeds: int) -> Interval:
     tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return Interval(float(diff.mean()), float(low), float(high), n_seeds)
+    low, high = np.quantile(boot_means, [tail, 1 - tail])
+    return Interval(mean, float(low), float(high), n_seeds)
 
 
 def paired_bootstrap_over_source_models(
@@ -82,6 +104,4 @@ def paired_bootstrap_over_source_models(
     run_means = diff[:, :, images].mean(axis=-1)  # (models, seeds, n_boot): each run over the resampled images
     boot = np.arange(n_boot)[:, None, None]
     means = run_means[models[:, :, None], seeds, boot].mean(axis=(1, 2))
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return Interval(float(diff.mean()), float(low), float(high), n_models)
+    return _interval(float(diff.mean()), means, level, n_models)

@@ -130,6 +130,30 @@ def mask_samples(
     """
     if x.ndim != 3:
         raise ValueError(f"expected one (C, H, W) image, got shape {tuple(x.shape)}")
+    return _samples(model, x, sigmas, samples_per_sigma, generator, mode, n_steps, churn, batch_size)[0]
+
+
+def samples_and_surprise(
+    model: HybridSegModel,
+    x: torch.Tensor,
+    sigmas: Sequence[float],
+    samples_per_sigma: int,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, float]:
+    """:func:`mask_samples` in mode ``noise``, and from the same forward passes the model's generative surprise:
+    its EDM-weighted denoising loss on the image, averaged over the samples. A hybrid model denoises images like
+    the ones it has learnt well; a high loss marks an image unlike them."""
+    if x.ndim != 3:
+        raise ValueError(f"expected one (C, H, W) image, got shape {tuple(x.shape)}")
+    probs, losses = _samples(model, x, sigmas, samples_per_sigma, generator, "noise", 0, 0.0, batch_size, True)
+    return probs, float(losses.mean())
+
+
+def _samples(model, x, sigmas, samples_per_sigma, generator, mode, n_steps, churn, batch_size,
+             with_loss: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The samples' probabilities (S, K, H, W) and, with ``with_loss`` (mode ``noise``), each one's EDM-weighted
+    denoising loss (S,)."""
     if mode not in ("noise", "sdedit"):
         raise ValueError(f"unknown mode {mode!r}: use 'noise' or 'sdedit'")
     if samples_per_sigma < 1 or not len(sigmas) or min(sigmas) <= 0:
@@ -139,17 +163,23 @@ def mask_samples(
     padded, (h, w) = pad_to_multiple(x[None].float(), model.unet_config.downsample_factor)
     step = max(1, batch_size or auto_batch_size(len(sigma_all), padded.shape[-2:], device))
     noise_all = _noise((len(sigma_all), *padded.shape[1:]), generator, device)  # drawn at once: chunking-independent
-    out = []
+    out, losses = [], []
     with torch.inference_mode():
         for start in range(0, len(sigma_all), step):
             sigma, noise = sigma_all[start : start + step], noise_all[start : start + step]
             x_noisy = torch.addcmul(padded, noise, sigma.view(-1, 1, 1, 1))  # x + σ·n
             if mode == "noise":
-                _, logits = model(x_noisy, sigma)
+                denoised, logits = model(x_noisy, sigma)
+                if with_loss:
+                    sd2 = model.sigma_data**2
+                    weight = (sigma**2 + sd2) / (sigma**2 * sd2)
+                    error = (denoised[..., :h, :w].float() - padded[..., :h, :w].float()) ** 2
+                    losses.append(weight * error.mean(dim=(1, 2, 3)))
             else:
                 logits = _sdedit_logits(model, x_noisy, sigma, n_steps, churn, generator)
             out.append(logits[..., :h, :w].float().softmax(1))
-    return out[0] if len(out) == 1 else torch.cat(out)
+    probs = out[0] if len(out) == 1 else torch.cat(out)
+    return probs, torch.cat(losses).cpu() if with_loss else None
 
 
 @torch.inference_mode()
@@ -338,11 +368,7 @@ class DisagreementScorer:
     def compute(self, image_raw: np.ndarray, digest: str | None = None) -> ImageScore:
         """Score one raw image (H, W[, C]) without the cache."""
         image_raw = np.asarray(image_raw)
-        digest = digest or self.digest(image_raw)
-        x = torch.from_numpy(model_input(image_raw, self.model.image_channels, self.model.sigma_data))
-        generator = self._generator(digest)
-        region = self._region(x.shape[-2:], generator)
-        x = x[(slice(None), *region)].to(self.device)
+        x, generator, region = self._input(image_raw, digest or self.digest(image_raw))
         if self.metric == "entropy":
             probs = clean_probabilities(self.model, x)[None]
             pixel_map = softmax_entropy(probs)
@@ -358,9 +384,21 @@ class DisagreementScorer:
             else:
                 pair_score, pixel_map = pairwise_dice_disagreement(probs)
                 value = pair_score if self.reduce == "mean" else image_score(pixel_map, probs, self.reduce)
+        return ImageScore(float(value), self._full_map(image_raw, region, pixel_map))
+
+    def _input(self, image_raw: np.ndarray, digest: str) -> tuple[torch.Tensor, torch.Generator, tuple[slice, slice]]:
+        """The normalised part of the image that is scored (on the device), its noise generator and where it is."""
+        x = torch.from_numpy(model_input(image_raw, self.model.image_channels, self.model.sigma_data))
+        generator = self._generator(digest)
+        region = self._region(x.shape[-2:], generator)
+        return x[(slice(None), *region)].to(self.device), generator, region
+
+    @staticmethod
+    def _full_map(image_raw: np.ndarray, region: tuple[slice, slice], pixel_map: torch.Tensor) -> np.ndarray:
+        """The scored part's map in an image-sized (H, W) float32 map, 0 outside it."""
         full_map = np.zeros(image_raw.shape[:2], np.float32)
         full_map[region] = pixel_map.to("cpu", torch.float32).numpy()
-        return ImageScore(float(value), full_map)
+        return full_map
 
     def _region(self, size: Sequence[int], generator: torch.Generator) -> tuple[slice, slice]:
         """The part of an (H, W) image to score: all of it, or a crop of ≤ ``max_pixels`` at a random place."""

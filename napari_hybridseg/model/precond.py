@@ -43,15 +43,21 @@ class HybridSegModel(nn.Module):
             "c_noise": sigma.reshape(-1).log() / 4,
         }
 
-    def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _conditioning(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float) -> dict[str, torch.Tensor]:
         sigma = torch.as_tensor(sigma, dtype=x_noisy.dtype, device=x_noisy.device)
-        if sigma.ndim == 0:
-            sigma = sigma.expand(x_noisy.shape[0])
-        c = self.preconditioning(sigma)
+        return self.preconditioning(sigma.expand(x_noisy.shape[0]) if sigma.ndim == 0 else sigma)
+
+    def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self._conditioning(x_noisy, sigma)
         out = self.net(c["c_in"] * x_noisy, c["c_noise"]).float()  # under bfloat16 autocast the losses stay float32
         denoised = c["c_skip"] * x_noisy + c["c_out"] * out[:, : self.image_channels]
         logits = out[:, self.image_channels :]
         return denoised, logits
+
+    def bottleneck(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """The U-Net's bottleneck activations (B, C, h, w) for the input at ``sigma``: the model's own features."""
+        c = self._conditioning(x_noisy, sigma)
+        return self.net.encode(c["c_in"] * x_noisy, c["c_noise"])[0]
 
     def reset_mask_head(self, generator: torch.Generator | None = None) -> None:
         """Re-initialise the output weights of the mask logits (a new head), as nn.Conv2d would."""

@@ -135,7 +135,8 @@ class UNet(nn.Module):
     def output_conv_repeats(self) -> int:
         return 1 if self.full_res_head is not None else self.config.patch_size**2
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, c_noise: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The encoder's half: the bottleneck's activations, the skips and the noise embedding."""
         emb = F.silu(self.embed(c_noise))
         patch = self.config.patch_size
         h = self.stem(F.pixel_unshuffle(x, patch) if patch > 1 else x)
@@ -147,7 +148,11 @@ class UNet(nn.Module):
             skips.append(h)
             if level < n_levels - 1:
                 h = F.avg_pool2d(h, 2)
-        h = self.middle(h, emb)
+        return self.middle(h, emb), skips, emb
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        h, skips, emb = self.encode(x, c_noise)
+        patch = self.config.patch_size
         for i, blocks in enumerate(self.up):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")

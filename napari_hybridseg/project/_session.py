@@ -9,12 +9,14 @@ from typing import Any, Mapping
 
 import zarr
 
+from ..learn.selection import DEFAULT_RULE, RULES
 from ._fs import writing
 from ._records import jsonable, node_name
 
 #: after an accept, go to the next unaccepted image in the list, or to the most informative one
 AFTER_ACCEPT = ("next", "informative")
-DEFAULT_SETTINGS: dict[str, Any] = {"refine_every": 5, "after_accept": "next"}
+#: which rule suggests the next image (``learn.selection``)
+DEFAULT_SETTINGS: dict[str, Any] = {"refine_every": 5, "after_accept": "next", "suggest_by": DEFAULT_RULE}
 
 
 def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
@@ -24,6 +26,8 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"refine_every must be a whole number of accepted images (1 or more), got {value!r}")
     if "after_accept" in changes and changes["after_accept"] not in AFTER_ACCEPT:
         raise ValueError(f"after_accept must be one of {', '.join(AFTER_ACCEPT)}, got {changes['after_accept']!r}")
+    if "suggest_by" in changes and changes["suggest_by"] not in RULES:
+        raise ValueError(f"suggest_by must be one of {', '.join(RULES)}, got {changes['suggest_by']!r}")
     return jsonable(changes, "settings")
 
 

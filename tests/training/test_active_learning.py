@@ -6,7 +6,7 @@ from training import active_learning
 
 
 def quick_args(data_root, checkpoint, tmp_path) -> list[str]:
-    return ["--quick", "--data", str(data_root), "--target", "synth", "--source-model", str(checkpoint),
+    return ["--quick", "--targets", f"{data_root}:synth", "--source-model", str(checkpoint),
             "--threads", "1", "--work", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
             "--benchmarks-md", str(tmp_path / "BENCHMARKS.md")]
 
@@ -17,9 +17,10 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
     assert active_learning.main(args) == 0
 
     data = json.loads((tmp_path / "results" / "active_learning_quick.json").read_text())
-    assert data["target"] == "synth"
-    runs = {(r["strategy"], r["seed"], r["n_labels"]) for r in data["results"]}
+    assert [entry["target"] for entry in data] == ["synth"]
+    runs = {(r["strategy"], r["seed"], r["n_labels"]) for r in data[0]["results"]}
     assert runs == {(s, seed, n) for s in active_learning.STRATEGIES for seed in (0, 1) for n in (1, 2)}
+    assert all(0 <= r["worst_dice"] <= r["dice"] for r in data[0]["results"])
     records = [json.loads(line) for line in (tmp_path / "work" / "records.jsonl").read_text().splitlines()]
     for r in records:
         assert len(set(r["labelled_ids"])) == r["n_labels"]  # never the same image twice
@@ -28,8 +29,12 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
         previous = trajectories.setdefault((r["strategy"], r["seed"]), [])
         assert r["labelled_ids"][: len(previous)] == previous  # each round adds to the labels already given
         trajectories[(r["strategy"], r["seed"])] = r["labelled_ids"]
-    assert "disagreement − entropy" in (tmp_path / "BENCHMARKS.md").read_text()
-    assert "Labels disagreement needs for its mean Dice to reach random's at 2 labels" in (tmp_path / "BENCHMARKS.md").read_text()
+    page = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "adaptive − random" in page and "| 2 |" in page  # averaged over the targets, at each label count
+    assert "Labels adaptive needs for its mean Dice to reach random's at 2 labels" in page
+    assert "Worst test image's Dice after 5 labels" in page
+    detail = (tmp_path / "results" / "active_learning_quick_detail.md").read_text()
+    assert "### synth, rounds of 1" in detail and "coverage − random" in detail
     assert (tmp_path / "results" / "active_learning_quick.png").stat().st_size > 1000
     kept = (tmp_path / "results" / "active_learning_quick_records.jsonl").read_text()
     assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
@@ -57,7 +62,7 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
         chosen_with.append(len(model_and_meta[1].get("finetuning") or []))  # rounds the model was tuned in
         return choose(strategy, model_and_meta, pool, labelled, *rest)
 
-    monkeypatch.setattr(active_learning, "choose", recording_choose)
+    monkeypatch.setattr(active_learning.runner, "choose", recording_choose)
     assert active_learning.main(args) == 0
     assert chosen_with == [1] * len(chosen_with) and chosen_with  # the model fine-tuned on the first label
     resumed = [json.loads(line) for line in records_path.read_text().splitlines()]
@@ -69,8 +74,8 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
 
 def test_seeds_option_runs_only_the_given_seeds(tiny_sample_root, tiny_checkpoint, tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(active_learning, "run_trajectory",
-                        lambda strategy, schedule, seed, *rest: ran.append((strategy, seed)))
+    monkeypatch.setattr(active_learning.cli, "run_trajectory",
+                        lambda target, strategy, schedule, seed, *rest: ran.append((strategy, seed)))
     args = quick_args(tiny_sample_root, tiny_checkpoint, tmp_path) + ["--seeds", "1", "--strategies", "random", "entropy"]
     assert active_learning.main(args) == 0
     assert ran == [("random", 1), ("entropy", 1)]
@@ -78,16 +83,31 @@ def test_seeds_option_runs_only_the_given_seeds(tiny_sample_root, tiny_checkpoin
 
 def test_labels_to_reach_random_is_the_first_count_whose_mean_reaches_it():
     def row(strategy, round_size, seed, n, dice):
-        return {"strategy": strategy, "round_size": round_size, "seed": seed, "n_labels": n, "dice": dice,
-                "per_image_dice": [dice, dice]}
+        return {"target": "t", "strategy": strategy, "round_size": round_size, "seed": seed, "n_labels": n,
+                "dice": dice, "worst_dice": dice, "per_image_dice": [dice, dice]}
 
     rows = [row("random", 5, s, 10, 0.80) for s in (0, 1)]
-    rows += [row("disagreement", 5, s, n, d) for s in (0, 1) for n, d in ((5, 0.70), (10, 0.81))]
-    rows += [row("disagreement", 1, s, n, 0.70 + 0.03 * n) for s in (0, 1) for n in range(1, 6)]  # 0.73 … 0.85
+    rows += [row("adaptive", 5, s, n, d) for s in (0, 1) for n, d in ((5, 0.70), (10, 0.81))]
+    rows += [row("adaptive", 1, s, n, 0.70 + 0.03 * n) for s in (0, 1) for n in range(1, 6)]  # 0.73 … 0.85
     text = active_learning.labels_to_reach_markdown(rows, goal_labels=10)
-    assert "random's at 10 labels (0.800)" in text
-    assert "rounds of 5: 10 labels (disagreement at 10 − random at 10: +0.010" in text
-    assert "rounds of 1: 4 labels" in text  # 0.82 is the first mean at or above 0.80
-    slow = [r for r in rows if not (r["strategy"] == "disagreement" and r["round_size"] == 1 and r["n_labels"] >= 4)]
-    assert "rounds of 1: not within 3 labels" in active_learning.labels_to_reach_markdown(slow, goal_labels=10)
+    assert "random's at 10 labels" in text
+    assert "* t: 4 labels in rounds of 1 (random at 10: 0.800)" in text  # 0.82 is the first mean at or above 0.80
+    slow = [r for r in rows if not (r["strategy"] == "adaptive" and r["round_size"] == 1 and r["n_labels"] >= 4)]
+    assert "* t: 10 labels in rounds of 5" in active_learning.labels_to_reach_markdown(slow, goal_labels=10)
+    slower = [r for r in slow if not (r["strategy"] == "adaptive" and r["n_labels"] == 10)]
+    assert "* t: not within 5 labels" in active_learning.labels_to_reach_markdown(slower, goal_labels=10)
     assert "not measured yet" in active_learning.labels_to_reach_markdown(rows, goal_labels=15)
+
+
+def test_goals_average_each_target_against_random_and_flag_where_the_rule_is_below():
+    from training.active_learning.summary import goals_markdown
+
+    def rows_of(target, strategy, dice):
+        return [{"target": target, "strategy": strategy, "round_size": 1, "seed": s, "n_labels": 3, "dice": dice,
+                 "worst_dice": dice - 0.2, "per_image_dice": [dice + 0.01 * s, dice - 0.01 * s, dice]} for s in range(3)]
+
+    rows = rows_of("a", "random", 0.70) + rows_of("a", "adaptive", 0.80) + rows_of("b", "random", 0.70)
+    rows += rows_of("b", "adaptive", 0.50)
+    text = goals_markdown(rows, goal_labels=10)
+    assert "| 3 | -0.050 [-0.050, -0.050] | a, b |" in text  # (+0.10 − 0.20) / 2, the same in every resample
+    assert "significantly below random: b at 3 labels" in text
