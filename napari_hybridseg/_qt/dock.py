@@ -22,7 +22,7 @@ from .model_panel import ModelPanel
 from .refine_panel import RefinePanel
 from .scroll_column import ScrollColumn
 from .status_box import StatusBox
-from .suggestions import SuggestionPanel
+from .suggestions import RULE_CHOICES, SuggestionPanel
 from .unit_registry import build_cached_unit_registry
 from .viewer_close import on_viewer_closing
 from .workers import WorkerPool, check_files, freeze_loaded_modules
@@ -81,6 +81,7 @@ class HybridSegDock(QWidget):
         images.suggested.connect(self.go_to_suggested)
         images.accept.connect(self.accept)
         images.after_accept_changed.connect(lambda value: self.session.store.update_settings(after_accept=value))
+        self.suggestions.rule_changed.connect(self.suggest_by)
         annotator.mask_shown.connect(self._mask_shown)
         annotator.image_failed.connect(self._image_failed)
         annotator.states_changed.connect(self._show_states)
@@ -245,12 +246,22 @@ class HybridSegDock(QWidget):
         if self.session is None:
             return
         key = self.session.suggest_next()
+        why = next((f": {pick.describe()}" for pick in self.session.suggestions() if pick.key == key), "")
         if key is None:
             self.say("Every image is accepted.")
         elif key == self.key:
-            self.say(f"{key}, shown now, is the suggested image.", toast=False)
+            self.say(f"{key}, shown now, is the suggested image{why}.", toast=False)
         else:
-            self.show_image(key)
+            self.show_image(key, note=f"Suggested{why}. ")
+
+    def suggest_by(self, rule: str) -> None:
+        """Rank the unaccepted images by ``rule`` from now on (saved with the project); the images' signals
+        are already scored, so the list changes at once."""
+        if self.session is None:
+            return
+        self.session.store.update_settings(suggest_by=rule)
+        self.suggestions.show_ranking()
+        self.say(f"Suggesting by: {RULE_CHOICES[rule]}.", toast=False)
 
     def accept(self) -> None:
         """Save the mask shown as corrected, then go where the after-accept setting says, and say why."""

@@ -1,5 +1,6 @@
-"""The suggestions panel: the unaccepted images the active model is least sure about (ranked in the background
-after every model change), going there, and the current image's disagreement map with its colour scale."""
+"""The suggestions panel: the unaccepted images to label next by the project's rule, each with why (scored in the
+background after every model change), the rule, going there, and the current image's disagreement map with its
+colour scale."""
 
 from __future__ import annotations
 
@@ -8,25 +9,35 @@ from typing import Callable, Sequence
 import numpy as np
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QCheckBox, QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget,
+)
 
 from ..annotation import AnnotationSession
+from ..learn.selection import Pick
 from .disagreement_layer import DISAGREEMENT_LAYER, ColourScale, hide_disagreement, show_disagreement
 from .workers import WorkerPool, disagreement_map, freeze_loaded_modules, score_unaccepted
 
 __all__ = ["DISAGREEMENT_LAYER", "SuggestionPanel"]
 TOP_N = 5
 RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
+#: the rules of ``learn.selection`` in a user's words
+RULE_CHOICES = {
+    "adaptive": "cover the folder: surprising images first, then where samples disagree",
+    "coverage": "cover the folder: typical images unlike the labelled ones",
+    "disagreement": "where the model's samples disagree most",
+}
 
 
 class SuggestionPanel(QGroupBox):
-    """The top of the disagreement ranking (click an entry to go there) and the map checkbox."""
+    """The top of the suggestions, each with why (click an entry to go there), the rule, and the map checkbox."""
 
     chosen = Signal(str)
+    rule_changed = Signal(str)
 
     def __init__(self, top: int = TOP_N, parent: QWidget | None = None, viewer=None,
                  pool: WorkerPool | None = None, say: Callable[..., None] | None = None):
-        super().__init__("Most informative next (model disagreement)", parent)
+        super().__init__("Suggested next", parent)
         self.top, self.viewer, self.pool, self.say = top, viewer, pool, say
         self.session: AnnotationSession | None = None
         self.key: str | None = None
@@ -37,7 +48,7 @@ class SuggestionPanel(QGroupBox):
         self.status.setWordWrap(True)
         self.list = QListWidget()
         self.list.setUniformItemSizes(True)  # one line each: no per-item size queries on every re-layout
-        self.list.setToolTip("Unaccepted images whose diffusion samples disagree most (mean BALD, nats)")
+        self.list.setToolTip("The unaccepted images to label next, best first, and why")
         row = self.list.fontMetrics().height() + 1
         self.list.setMaximumHeight(row * top + 2 * self.list.frameWidth() + 4)  # the top rows, no empty ones
         self.list.itemClicked.connect(self._chose)
@@ -47,6 +58,15 @@ class SuggestionPanel(QGroupBox):
         self.show_map.toggled.connect(self._show_map_toggled)
         self.scale = ColourScale()
         self.scale.hide()
+        self.rule = QComboBox()
+        for value, text in RULE_CHOICES.items():
+            self.rule.addItem(text, value)
+        self.rule.setToolTip("How the next image is chosen")
+        self.rule.activated.connect(lambda i: self.rule_changed.emit(self.rule.itemData(i)))
+        by = QHBoxLayout()
+        by.addWidget(QLabel("Suggest by"))
+        by.addWidget(self.rule, 1)
+        layout.addLayout(by)
         for widget in (self.status, self.list, self.show_map, self.scale):
             layout.addWidget(widget)
         self._ranking_timer = QTimer(self)  # one repaint for several scored images
@@ -54,21 +74,25 @@ class SuggestionPanel(QGroupBox):
         self._ranking_timer.setInterval(RANKING_SHOW_INTERVAL_MS)
         self._ranking_timer.timeout.connect(self._show_scoring_progress)
 
-    def set_ranking(self, ranking: Sequence[tuple[str, float]]) -> None:
-        """Show the top of ``ranking``, changing only the rows that differ: rebuilding the list re-lays it
+    def show_rule(self, rule: str) -> None:
+        self.rule.setCurrentIndex(max(0, self.rule.findData(rule)))
+
+    def set_suggestions(self, picks: Sequence[Pick]) -> None:
+        """Show the top of ``picks``, changing only the rows that differ: rebuilding the list re-lays it
         out and repaints the window, tens of milliseconds of the GUI thread under software OpenGL."""
-        shown = ranking[: self.top]
+        shown = picks[: self.top]
         while self.list.count() > len(shown):
             self.list.takeItem(self.list.count() - 1)
         while self.list.count() < len(shown):
             self.list.addItem(QListWidgetItem())
-        for row, (key, score) in enumerate(shown):
+        for row, pick in enumerate(shown):
             item = self.list.item(row)
-            text = f"{key}   {score:.4f}"
+            text = f"{pick.key} — {pick.reasons[0]}" if pick.reasons else str(pick.key)
             if item.text() != text:
                 item.setText(text)
-            if item.data(Qt.ItemDataRole.UserRole) != key:
-                item.setData(Qt.ItemDataRole.UserRole, key)
+                item.setToolTip(f"{pick.key}: {pick.describe()}")
+            if item.data(Qt.ItemDataRole.UserRole) != pick.key:
+                item.setData(Qt.ItemDataRole.UserRole, pick.key)
 
     def keys(self) -> list[str]:
         """The keys listed, top first."""
@@ -82,12 +106,14 @@ class SuggestionPanel(QGroupBox):
         self._ranking_timer.stop()
         self.session, self.key = session, None
         self.score_worker = self.map_worker = self._progress = None
-        self.set_ranking([])
+        self.set_suggestions([])
         self.status.setText("Not scored yet")
+        if session is not None:
+            self.show_rule(session.settings["suggest_by"])
 
     def show_ranking(self) -> None:
         if self.session is not None:
-            self.set_ranking(self.session.ranking())
+            self.set_suggestions(self.session.suggestions())
 
     def stop_scoring(self, message: str) -> None:
         self._ranking_timer.stop()
@@ -129,7 +155,8 @@ class SuggestionPanel(QGroupBox):
             self._ranking_timer.stop()
             freeze_loaded_modules()  # ranking has loaded torch
             self.show_ranking()
-            self.status.setText(f"Unaccepted images ranked by the disagreement of {self.session.version_label()}.")
+            self.status.setText(f"Unaccepted images ranked with {self.session.version_label()}: "
+                                f"{RULE_CHOICES[self.session.settings['suggest_by']]}.")
 
     # -- the map -----------------------------------------------------------------------
     def _show_map_toggled(self, on: bool) -> None:

@@ -138,18 +138,29 @@ def map_shown(dock, key):
     return np.array_equal(layers[DISAGREEMENT_LAYER].data, dock.session.disagreement_map(key))
 
 
-def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, image_folder, tiny_checkpoint):
+def test_suggestions_follow_the_ranking_and_say_why(make_napari_viewer, qtbot, image_folder, tiny_checkpoint):
     AnnotationSession(ProjectStore.open(image_folder), "cpu").import_checkpoint(tiny_checkpoint)  # fast model
     viewer, dock = open_dock(make_napari_viewer, image_folder)
     assert dock.session.active_version == "v0001"
     qtbot.waitUntil(lambda: ranking_shown(dock, 7), timeout=60_000)
     # the last score is shown (its progress signal) a moment before the worker's finished signal sets this line
-    qtbot.waitUntil(lambda: "ranked by the disagreement of v0001" in dock.suggestions.status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "ranked with v0001: cover the folder" in dock.suggestions.status.text(), timeout=10_000)
+    picks = dock.session.suggestions()
+    assert dock.suggestions.list.item(0).text() == f"{picks[0].key} — {picks[0].reasons[0]}"
+    assert picks[0].describe() in dock.suggestions.list.item(0).toolTip()
+
+    # by disagreement, as the user picks it: the same scores, ranked at once by BALD
+    rule = dock.suggestions.rule
+    rule.setCurrentIndex(rule.findData("disagreement"))
+    rule.activated.emit(rule.currentIndex())
+    assert ProjectStore.open(image_folder).settings["suggest_by"] == "disagreement"
     ranking = dock.session.ranking()
-    assert dock.suggestions.list.item(0).text().split() == [ranking[0][0], f"{ranking[0][1]:.4f}"]
+    assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
+    assert dock.suggestions.keys() == [key for key, _ in ranking[:5]]
 
     dock.images.suggested_button.click()
     assert dock.key == ranking[0][0]
+    assert dock.status.text().startswith("Suggested: ")
 
     # the disagreement map of the image shown, under the mask, which stays the layer being edited
     dock.suggestions.show_map.setChecked(True)
@@ -182,7 +193,8 @@ def test_suggestions_follow_the_disagreement_ranking(make_napari_viewer, qtbot, 
     assert dock.session.active_version == "v0002"
     assert dock.suggestions.keys() == []  # no score of the old model is shown
     qtbot.waitUntil(lambda: ranking_shown(dock, 6), timeout=60_000)
-    qtbot.waitUntil(lambda: "disagreement of v0002" in dock.suggestions.status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "ranked with v0002: where the model's samples disagree" in dock.suggestions.status.text(),
+                    timeout=10_000)
 
     dock.suggestions.show_map.setChecked(False)
     assert DISAGREEMENT_LAYER not in viewer.layers
@@ -400,14 +412,19 @@ def test_moves_write_the_position_once_the_user_stays_and_on_close(make_napari_v
 
 def test_the_ranking_list_changes_only_the_rows_that_differ(qtbot):
     from napari_hybridseg._qt.suggestions import SuggestionPanel
+    from napari_hybridseg.learn.selection import Pick
+
+    def picks(*keys):
+        return [Pick(key, 1.0 / (i + 1), (f"reason {key}", "another")) for i, key in enumerate(keys)]
 
     panel = SuggestionPanel(top=3)
     qtbot.addWidget(panel)
-    panel.set_ranking([("a", 0.5), ("b", 0.4), ("c", 0.3), ("d", 0.2)])
+    panel.set_suggestions(picks("a", "b", "c", "d"))
     first_row = panel.list.item(0)
-    assert panel.keys() == ["a", "b", "c"] and first_row.text().split() == ["a", "0.5000"]
-    panel.set_ranking([("a", 0.5), ("d", 0.45)])
+    assert panel.keys() == ["a", "b", "c"] and first_row.text() == "a — reason a"
+    assert first_row.toolTip() == "a: reason a; another"
+    panel.set_suggestions(picks("a", "d"))
     assert panel.keys() == ["a", "d"] and panel.list.item(0) is first_row
-    assert panel.list.item(1).text().split() == ["d", "0.4500"]
-    panel.set_ranking([])
+    assert panel.list.item(1).text() == "d — reason d"
+    panel.set_suggestions([])
     assert panel.keys() == []

@@ -111,14 +111,13 @@ def test_accept_goes_where_the_after_accept_option_says_and_says_why(make_napari
     qtbot.keyClick(combo, Qt.Key.Key_Down)  # as the user picks it
     assert combo.currentData() == "informative"
     assert ProjectStore.open(tiny_folder).settings["after_accept"] == "informative"
-    qtbot.waitUntil(lambda: "ranked by the disagreement" in dock.suggestions.status.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: "Unaccepted images ranked with" in dock.suggestions.status.text(), timeout=60_000)
     wait_for_prediction(qtbot, dock)
-    top = dock.session.ranking()[0][0]
     shown = dock.key
     dock.images.accept_button.click()
-    expected = dock.session.ranking()[0][0] if top == shown else top
-    assert dock.key == expected
-    assert f"Now {expected}: the most informative unaccepted image (disagreement " in dock.status.text()
+    expected = dock.session.ranking()[0][0]  # the plan made again without the accepted image
+    assert dock.key == expected != shown
+    assert f"Now {expected}: the suggested image (" in dock.status.text()
     dock.close_project()
 
 

@@ -21,6 +21,9 @@ def test_open_project_times_creation_reopening_and_navigation():
 def test_score_images_scores_every_image_in_the_child_process():
     row = bench_scale.in_child("score_images", n_images=2, threads=1)
     assert row["n_images"] == 2 and row["seconds"] > 0 and row["settings"]["samples"] >= 2
+    assert row["signals"] and row["plan_seconds"] > 0  # the product's ranking: signals, then the plan
+    alone = bench_scale.in_child("score_images", n_images=2, threads=1, signals=False)
+    assert not alone["signals"] and alone["plan_seconds"] is None
 
 
 def test_linearity_is_one_for_a_linear_cost():

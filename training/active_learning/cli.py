@@ -65,16 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or report.REPO / "runs" / name.replace("_", "-")
     records = Records(work / "records.jsonl", key=KEY)
     schedules = [s for s in budget.schedules if args.round_sizes is None or s.round_size in args.round_sizes]
-    try:
-        for target in targets:
-            root = args.data_root / target.folder
-            pool = load_domain(root, target.domain, "pool")
-            test = load_domain(root, target.domain, "test")[: budget.max_test_images]
-            start = args.source_model or zoo_model(target.start).path
-            for schedule in schedules:
-                for seed in args.seeds if args.seeds is not None else range(budget.seeds):
+    splits = {t.name: [load_domain(args.data_root / t.folder, t.domain, split) for split in ("pool", "test")]
+              for t in targets}
+    try:  # seeds outside targets: an interrupted run leaves complete paired sets over the targets
+        for schedule in schedules:
+            for seed in args.seeds if args.seeds is not None else range(budget.seeds):
+                for target in targets:
+                    pool, test = splits[target.name]
+                    start = args.source_model or zoo_model(target.start).path
                     for strategy in args.strategies:
-                        run_trajectory(target.name, strategy, schedule, seed, pool, test, budget, records, work, start)
+                        run_trajectory(target.name, strategy, schedule, seed, pool, test[: budget.max_test_images],
+                                       budget, records, work, start)
     except KeyboardInterrupt:
         print(f"stopped: {len(records.rows)} rounds on record in {work / 'records.jsonl'}; the same command resumes",
               file=sys.stderr)
