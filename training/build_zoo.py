@@ -51,11 +51,12 @@ HALF_RES = ("--method", "hybrid", "--patch-size", "2", "--clean-fraction", "0.5"
 RECIPES: dict[str, ZooRecipe] = {
     "nuclei": ZooRecipe(
         ("dsb2018:fluorescence",), ("dsb2018:fluorescence:val",),
-        (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5"),
+        (*HALF_RES, "--steps", "1500", "--invert-probability", "0.5", "--output", "instances"),
         limits="Zero-shot it segments fluorescence nuclei well and stained tissue fairly; on large brightfield images "
                "it finds little before fine-tuning. Nuclei are predicted on a 2× coarser grid: for objects under about "
-               "6 px, pretrain at full resolution (`--patch-size 1`). Masks are binary: touching nuclei are one object "
-               "(the viewer splits the foreground into connected components). Why half resolution, and what it costs: "
+               "6 px, pretrain at full resolution (`--patch-size 1`). Touching nuclei are split along the boundary "
+               "class; the model still merges some clusters, more often on stained tissue than on fluorescence "
+               "(BENCHMARKS.md, *Nuclei as objects*). Why half resolution, and what it costs: "
                "[docs/studies/shipped_model.md](../../docs/studies/shipped_model.md)."),
     "lungs": ZooRecipe(
         ("lungs:paediatric",), ("lungs:paediatric:val",), (*HALF_RES, "--steps", "4000"),
@@ -157,7 +158,7 @@ def model_card(model: ZooModel, meta: dict[str, Any], net: Any) -> str:
         ("architecture", f"noise-conditioned U-Net at {resolution}, base {arch['base_channels']} channels, multipliers "
                          f"{tuple(arch['channel_mults'])}, EDM preconditioning; {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters"),
         ("input / output", f"{meta['image_channels']} channels ({meta['channel_convention']}), per-image z-score; "
-                           "denoised image + 2 mask logits (background, foreground)"),
+                           + mask_output(meta)),
         ("pretraining", f"hybrid: EDM-weighted denoising (ln σ ~ N({loss['p_mean']}, {loss['p_std']}²), λ_image "
                         f"{loss['lambda_image']}) + cross-entropy + soft Dice; {loss['clean_fraction']:.0%} of each batch "
                         f"clean; {train['steps']} steps of batch {train['batch_size']}, {train['crop_size']}² crops, "
@@ -174,6 +175,16 @@ def model_card(model: ZooModel, meta: dict[str, Any], net: Any) -> str:
             f"beside it): `python -m training.build_zoo --data ../shared/data --only {model.name}`, which runs\n\n"
             f"    {command}\n\nWhat it is worth on real target images, zero-shot and after 5 labels, against the other "
             "starts and training from scratch: BENCHMARKS.md, *Which start model*." + limits + "\n")
+
+
+def mask_output(meta: dict[str, Any]) -> str:
+    """What a model's mask logits are, in a card's words."""
+    from napari_hybridseg.model.outputs import INSTANCES, boundary_width_of, output_kind
+
+    if output_kind(meta) == INSTANCES:
+        return (f"denoised image + 3 mask logits (background, interior, boundary {boundary_width_of(meta)} px wide); "
+                "objects: the interiors seed a watershed over the foreground, one object per nucleus")
+    return "denoised image + 2 mask logits (background, foreground)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,9 +111,10 @@ class SuggestionPanel(QGroupBox):
         if session is not None:
             self.show_rule(session.settings["suggest_by"])
 
-    def show_ranking(self) -> None:
+    def show_ranking(self, compute: bool = True) -> None:
+        """Show the session's suggestions; ``compute=False`` shows the last ones planned (by the scoring worker)."""
         if self.session is not None:
-            self.set_suggestions(self.session.suggestions())
+            self.set_suggestions(self.session.suggestions(compute))
 
     def stop_scoring(self, message: str) -> None:
         self._ranking_timer.stop()
@@ -146,7 +147,7 @@ class SuggestionPanel(QGroupBox):
         progress = self._progress
         if self.session is None or self.score_worker is None or progress is None:
             return
-        self.show_ranking()
+        self.show_ranking(compute=False)
         self.status.setText(f"Scored {progress.done}/{progress.total} with {self.session.version_label()}…")
 
     def _scoring_finished(self, worker) -> None:

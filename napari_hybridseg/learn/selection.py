@@ -56,9 +56,13 @@ def weighting(rule: str, n_labelled: int, switch_labels: int = SWITCH_LABELS) ->
 
 def ranks(values: np.ndarray) -> np.ndarray:
     """Each value's rank among ``values`` in (0, 1]: the highest 1; ties share their mean rank."""
-    from scipy.stats import rankdata  # scipy.stats takes a while to import: only when ranking
-
-    return rankdata(values, method="average") / len(values) if len(values) else np.zeros(0)
+    values = np.asarray(values, float)
+    if not len(values):
+        return np.zeros(0)
+    places = np.empty(len(values))
+    places[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
+    _, group, size = np.unique(values, return_inverse=True, return_counts=True)
+    return np.bincount(group, weights=places)[group] / size[group] / len(values)
 
 
 def kernel(features: np.ndarray) -> np.ndarray:

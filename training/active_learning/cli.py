@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path)
     report.add_report_options(p, FOLDER)
     return p
+
+
+def kept_start(work: Path, zoo_path: Path) -> Path:
+    """A zoo model as the benchmark's trajectories start from it: copied into ``work`` on first use, so that a zoo
+    model rebuilt meanwhile does not change a benchmark half-way."""
+    kept = work / "starts" / zoo_path.name
+    if not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(zoo_path, kept)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds if args.seeds is not None else range(budget.seeds):
                 for target in targets:
                     pool, test = splits[target.name]
-                    start = args.source_model or zoo_model(target.start).path
+                    start = args.source_model or kept_start(work, zoo_model(target.start).path)
                     for strategy in args.strategies:
                         run_trajectory(target.name, strategy, schedule, seed, pool, test[: budget.max_test_images],
                                        budget, records, work, start)

@@ -53,9 +53,6 @@ def write(rows: list[dict[str, Any]], facts: dict[str, Any], name: str, folder: 
     json_path = report.publish_run(name, results(rows), rows, facts, folder)
     plot(rows, folder / f"{name}.png")
     detail_page = folder / f"{name}_detail.md"
-    if not detail_page.exists():
-        detail_page.write_text(f"# The simulated clinician, per target\n\n<!-- {name}_detail:start -->\n"
-                               f"<!-- {name}_detail:end -->\n")
     report.update_section(f"{name}_detail", detail_markdown(rows) + "\n\n" + report.run_footer(facts, json_path),
                           detail_page)
     seeds = sorted({r["seed"] for r in rows})

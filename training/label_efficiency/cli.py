@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(data, dict):  # a study's report in the format of the commit that wrote it
             p.error(f"{folder / section}.json predates this report format: its page {section}.md is as its command "
                     "wrote it; rebuild the report from its records with --work")
-        page.write(data, section, folder, md)
+        page.write(data, section, folder, md, detail_page=page.detail_page_of(section, folder, md, main_report))
         return 0
     if args.precision == "bfloat16" and not native_bfloat16(torch.device("cpu")):
         p.error("this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX): bfloat16 would be slower, not faster")

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import report
 from ..stats import Interval
-from .plan import Budget, Variant
+from .plan import ARMS, Budget, Variant
 from .records import Records
 from .summary import methods_present, pair_entry, report_rows
 
@@ -142,11 +142,46 @@ def markdown(data: dict[str, Any], section: str, folder: Path, page: Path) -> st
               + report.footer(data["command"], data["machines"], folder / f"{section}.json", data.get("date")))
 
 
-def write(data: dict[str, Any], section: str, folder: Path, page: Path, heading: str = "") -> None:
-    """The plots and the section of ``page``, from the report's JSON alone."""
+HEADLINE_N = 5
+
+
+def overview_markdown(data: dict[str, Any], detail_page: Path, page: Path) -> str:
+    """Every pair at the headline N in one table, and where each pair's whole report is."""
+    rows = []
+    for entry in data["pairs"]:
+        cells = {c["method"]: c for c in entry["cells"] if c["n_labels"] == HEADLINE_N}
+        intervals = {i["method"]: i for i in entry["hybrid_minus"] if i["n_labels"] == HEADLINE_N}
+        if not cells:
+            continue
+        arms = methods_present(cells)
+        rows.append([f"{entry['source']} → {entry['target']}",
+                     *[f"{cells[m]['mean']:.3f}" if m in cells else "–" for m in ARMS],
+                     *[_interval(intervals[m]) if m in intervals else "–" for m in ("supervised", "scratch")],
+                     min(cells[m]["n_seeds"] for m in arms)])
+    table = report.markdown_table(["pair", *ARMS, "hybrid − supervised", "hybrid − scratch", "seeds"], rows)
+    link = os.path.relpath(detail_page, page.parent)
+    return (f"Dice on each target's test split with {HEADLINE_N} labelled images (mean over seeds; differences paired, "
+            f"mean [95% bootstrap interval over seeds and test images]):\n\n{table}\n\n"
+            f"Every N from zero-shot to the whole pool, every arm, with plots: [{detail_page.name}]({link}).  \n"
+            + report.footer(data["command"], data["machines"], detail_page.with_suffix(".json"), data.get("date")))
+
+
+def write(data: dict[str, Any], section: str, folder: Path, page: Path, heading: str = "",
+          detail_page: Path | None = None) -> None:
+    """The plots and the section of ``page``, from the report's JSON alone; with ``detail_page``, ``page`` has the
+    overview (:func:`overview_markdown`) and ``detail_page`` each pair's report, as its section ``<section>_pairs``."""
     for entry in data["pairs"]:
         plot_pair(entry, plot_path(folder, section, entry))
-    report.update_section(section, heading + markdown(data, section, folder, page), page)
+    if detail_page is None:
+        report.update_section(section, heading + markdown(data, section, folder, page), page)
+        return
+    report.update_section(f"{section}_pairs", heading + markdown(data, section, folder, detail_page), detail_page)
+    report.update_section(section, overview_markdown(data, detail_page, page), page)
+
+
+def detail_page_of(section: str, folder: Path, page: Path, main: bool) -> Path | None:
+    """Where the main report's pairs go when its section is on the results page: a page of their own."""
+    return folder / f"{section}.md" if main and page.name == report.BENCHMARKS_MD.name else None
 
 
 def save(data: dict[str, Any], kept: list[dict[str, Any]], section: str, folder: Path) -> Path:
@@ -166,5 +201,5 @@ def write_report(records: Records, protocol: str, variant: Variant, budget: Budg
     section of ``page``."""
     data, kept = build(records, protocol, variant, budget, command, load(section, folder), baseline, main, only_pairs)
     path = save(data, kept, section, folder)
-    write(data, section, folder, page)
+    write(data, section, folder, page, detail_page=detail_page_of(section, folder, page, main))
     return path
