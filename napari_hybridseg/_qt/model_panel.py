@@ -8,10 +8,11 @@ from typing import Callable
 
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..annotation import AnnotationSession
 from ..zoo import zoo_models
+from .combo import compact_combo
 from .workers import WorkerPool, rank_start_models
 
 DEFAULT_LABEL = "shipped default (nuclei)"
@@ -34,7 +35,7 @@ class ModelPanel(QGroupBox):
         self.choose_worker = None
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
-        self.combo = QComboBox()
+        self.combo = compact_combo()
         self.combo.setToolTip("The active model version; pick an older one to roll back, or another shipped model "
                               "to start from")
         self.combo.activated.connect(self._chosen)

@@ -10,11 +10,12 @@ import numpy as np
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget,
+    QCheckBox, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ..annotation import AnnotationSession
 from ..learn.selection import Pick
+from .combo import compact_combo
 from .disagreement_layer import DISAGREEMENT_LAYER, ColourScale, hide_disagreement, show_disagreement
 from .workers import WorkerPool, disagreement_map, freeze_loaded_modules, score_unaccepted
 
@@ -23,9 +24,9 @@ TOP_N = 5
 RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
 #: the rules of ``learn.selection`` in a user's words
 RULE_CHOICES = {
-    "adaptive": "cover the folder: surprising images first, then where samples disagree",
-    "coverage": "cover the folder: typical images unlike the labelled ones",
-    "disagreement": "where the model's samples disagree most",
+    "adaptive": "cover the folder, surprising images first",
+    "coverage": "cover the folder",
+    "disagreement": "where the samples disagree",
 }
 
 
@@ -58,10 +59,12 @@ class SuggestionPanel(QGroupBox):
         self.show_map.toggled.connect(self._show_map_toggled)
         self.scale = ColourScale()
         self.scale.hide()
-        self.rule = QComboBox()
+        self.rule = compact_combo()
         for value, text in RULE_CHOICES.items():
             self.rule.addItem(text, value)
-        self.rule.setToolTip("How the next image is chosen")
+        self.rule.setToolTip("How the next image is chosen: typical images the labels do not cover yet (those the "
+                             "model denoises poorly first, until 5 are accepted; then those its samples disagree on), "
+                             "the same with every image alike, or the most disagreement first")
         self.rule.activated.connect(lambda i: self.rule_changed.emit(self.rule.itemData(i)))
         by = QHBoxLayout()
         by.addWidget(QLabel("Suggest by"))

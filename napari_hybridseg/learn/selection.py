@@ -126,16 +126,16 @@ def _coverage_reasons(among: np.ndarray, cover: np.ndarray, free: np.ndarray, i:
     alike = int((uncovered & (among[:, i] >= RESEMBLES)).sum())
     reasons = []
     if anything_chosen and cover[i] < RESEMBLES:
-        reasons.append("unlike the images labelled or chosen so far")
+        reasons.append("unlike any image labelled yet")
     if alike:
-        reasons.append(f"stands for {alike} other unlabelled image{'s' if alike > 1 else ''}")
+        reasons.append(f"like {alike} other unlabelled image{'s' if alike > 1 else ''}")
     return tuple(reasons) or ("typical of the images left",)
 
 
 def _signal_reasons(said: dict[str, np.ndarray], i: int, weighted_by: str | None = None) -> tuple[str, ...]:
     reasons = []
     if said["surprise"][i] >= NOTEWORTHY_RANK or weighted_by == "surprise" and said["surprise"][i] >= 0.5:
-        reasons.append("the model denoises it poorly: unlike what it knows")
+        reasons.append("new to the model: it denoises it poorly")
     if said["disagreement"][i] >= NOTEWORTHY_RANK or weighted_by == "disagreement" and said["disagreement"][i] >= 0.5:
         reasons.append("the model's samples disagree on it")
     return tuple(reasons)

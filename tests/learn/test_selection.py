@@ -18,7 +18,7 @@ def test_with_nothing_labelled_coverage_starts_with_the_most_typical_image_of_th
     first = plan(candidates, [], "coverage", k=2)
     assert first[0].key.startswith("a")
     assert first[1].key.startswith("b")  # then the group no pick resembles yet
-    assert "stands for" in first[0].describe() and "unlike the images labelled" not in first[0].describe()
+    assert "other unlabelled image" in first[0].describe() and "unlike any image labelled" not in first[0].describe()
 
 
 def test_coverage_skips_what_the_labels_cover_and_never_picks_two_look_alikes_in_a_round():
@@ -27,7 +27,7 @@ def test_coverage_skips_what_the_labels_cover_and_never_picks_two_look_alikes_in
     labelled = [np.zeros(4)]
     picks = plan(candidates, labelled, "coverage", k=3)
     assert {p.key[0] for p in picks[:2]} == {"b", "c"}  # the groups no labelled image resembles, one each
-    assert "unlike the images labelled or chosen so far" in picks[0].describe()
+    assert "unlike any image labelled yet" in picks[0].describe()
     assert picks[2].key[0] == "a"  # b's and c's twins add nothing once b and c are chosen
     gains = [p.gain for p in picks]
     assert gains == sorted(gains, reverse=True) and len(picks) == len(candidates)
