@@ -42,6 +42,10 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
     capsys.readouterr()
     assert active_learning.main(args) == 0  # resumes: everything is recorded, nothing is trained
     assert "Dice" not in capsys.readouterr().out
+    assert active_learning.main([*args, "--report-only"]) == 0  # the report from the work folder, running nothing
+    facts = json.loads((tmp_path / "results" / "active_learning_quick_run.json").read_text())
+    assert "--report-only" not in facts["command"] and "--quick" in facts["command"]
+    assert "Dice" not in capsys.readouterr().out
 
     # on another machine only the records come along: the last models are made again, then it goes on
     import shutil

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     budget = QUICK if args.quick else FULL
     name = "active_learning" + ("_quick" if args.quick else "")
-    if args.report_only:
+    if args.report_only and args.work is None:
         rows = report.read_records(args.results_dir / f"{name}_records.jsonl")
         facts = report.read_json(f"{name}_run", args.results_dir)
         page.write(rows, facts, name, args.results_dir, args.benchmarks_md)
@@ -76,12 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or report.REPO / "runs" / name.replace("_", "-")
     records = Records(work / "records.jsonl", key=KEY)
     schedules = [s for s in budget.schedules if args.round_sizes is None or s.round_size in args.round_sizes]
-    splits = {t.name: [load_domain(args.data_root / t.folder, t.domain, split) for split in ("pool", "test")]
-              for t in targets}
+    if args.report_only:  # from the work folder's records, as the command without --report-only would report them
+        schedules = []
+    splits: dict[str, list] = {}  # each target's pool and test images, read once
     try:  # seeds outside targets: an interrupted run leaves complete paired sets over the targets
         for schedule in schedules:
             for seed in args.seeds if args.seeds is not None else range(budget.seeds):
                 for target in targets:
+                    if target.name not in splits:
+                        splits[target.name] = [load_domain(args.data_root / target.folder, target.domain, split)
+                                               for split in ("pool", "test")]
                     pool, test = splits[target.name]
                     start = args.source_model or kept_start(work, zoo_model(target.start).path)
                     for strategy in args.strategies:
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no rounds on record yet: nothing to report")
         return 0
-    command = "python -m training.active_learning " + shlex.join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "python -m training.active_learning " + shlex.join(given)
     facts = report.run_facts(name, command, started, args.results_dir, goal_labels=budget.goal_labels)
     json_path = page.write(rows, facts, name, args.results_dir, args.benchmarks_md)
     print(f"wrote {json_path}")
