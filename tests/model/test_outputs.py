@@ -19,12 +19,12 @@ from napari_hybridseg.model.outputs import output_kind
 TINY = dict(base_channels=8, channel_mults=(1, 2))
 
 
-def test_the_shipped_binary_model_names_no_output_and_is_semantic():
+def test_the_shipped_nuclei_model_splits_objects_and_the_others_are_semantic():
     from napari_hybridseg.zoo import zoo_models
 
-    for model in zoo_models():
-        meta = read_metadata(model.path)
-        assert "output" not in meta and output_kind(meta) == "semantic"
+    kinds = {model.name: output_kind(read_metadata(model.path)) for model in zoo_models()}
+    assert kinds.pop("nuclei") == "instances"
+    assert set(kinds.values()) == {"semantic"}  # lungs, polyps, vessels and general mark regions, not objects
 
 
 def test_an_instances_checkpoint_loads_with_its_output_and_a_scratch_copy_keeps_it(tmp_path):

@@ -57,14 +57,18 @@ def test_quick_benchmark_runs_every_arm_resumes_and_rebuilds_its_section_from_it
     assert [json.loads(line) for line in kept.splitlines()] == records  # the raw records travel with the results
 
     assert (results / "label_efficiency_quick_synth.png").stat().st_size > 1000
-    written = md.read_text()
-    assert "hybrid − forest" in written and "label_efficiency_quick:start" in written
+    written, pairs_page = md.read_text(), results / "label_efficiency_quick.md"
+    detail = pairs_page.read_text()
+    assert "hybrid − supervised" in written and "label_efficiency_quick:start" in written  # every pair in one table
+    assert "hybrid − forest" in detail and "label_efficiency_quick_pairs:start" in detail  # each pair's whole report
+    assert "label_efficiency_quick.md" in written
 
-    # --report-only rebuilds the section from the JSON alone, byte for byte
-    md.write_text(written.replace("hybrid − forest", "stale"))
+    # --report-only rebuilds both sections from the JSON alone, byte for byte
+    md.write_text(written.replace("hybrid − supervised", "stale"))
+    pairs_page.write_text(detail.replace("hybrid − forest", "stale"))
     assert label_efficiency.main(["--quick", "--results-dir", str(results), "--benchmarks-md", str(md),
                                   "--report-only"]) == 0
-    assert md.read_text() == written
+    assert md.read_text() == written and pairs_page.read_text() == detail
 
     # a second run finds every record and trains nothing
     capsys.readouterr()
@@ -105,7 +109,9 @@ def _report(tmp_path, records, section="label_efficiency", variant=Variant(), bu
     results = tmp_path / "results"
     md = tmp_path / "BENCHMARKS.md" if kw.get("main", True) else results / f"{section}.md"  # as the command line does
     page.write_report(records, "test", variant, budget, "cmd", section, results, md, **kw)
-    return json.loads((results / f"{section}.json").read_text()), md.read_text()
+    pairs = results / f"{section}.md"  # the main report's pairs, on a page of their own
+    text = md.read_text() + (pairs.read_text() if kw.get("main", True) and pairs.exists() else "")
+    return json.loads((results / f"{section}.json").read_text()), text
 
 
 def test_a_named_report_is_of_its_own_pairs_and_keeps_their_records_and_the_main_one_every_record(tmp_path):
