@@ -27,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.label_efficiency",
                                 description="How much each pretraining buys with 1, 2, 5, 10 labelled target images.")
     p.add_argument("--data-root", type=Path, default=report.REPO.parent / "shared" / "data",
-                   help="folder holding retina/ and dsb2018/ (default: ../shared/data)")
-    p.add_argument("--pair", type=parse_pair, action="append", help="ROOT:SOURCE:TARGET (repeatable); default: the three pairs")
+                   help="folder holding retina/, dsb2018/, lungs/ and polyps/ (default: ../shared/data)")
+    p.add_argument("--pair", type=parse_pair, action="append", help="ROOT:SOURCE:TARGET (repeatable); default: the five pairs")
     p.add_argument("--source-split", default="train")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--quick", action="store_true", help="tiny budget: the whole pipeline in minutes")

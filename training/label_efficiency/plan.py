@@ -204,6 +204,8 @@ def default_pairs(data_root: Path) -> list[Pair]:
         Pair(data_root / "retina", "drive", "chase"),
         Pair(data_root / "dsb2018", "fluorescence", "histology"),
         Pair(data_root / "dsb2018", "fluorescence", "brightfield"),
+        Pair(data_root / "lungs", "paediatric", "covid"),
+        Pair(data_root / "polyps", "kvasir", "clinicdb"),
     ]
 
 
