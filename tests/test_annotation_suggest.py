@@ -47,8 +47,8 @@ def test_without_scores_the_next_unaccepted_image_is_suggested(session):
     assert session.suggest_next() is None
 
 
-def test_by_disagreement_the_images_rank_highest_first(session):
-    session.store.update_settings(suggest_by="disagreement")
+def test_by_default_the_images_rank_by_disagreement_highest_first(session):
+    assert session.settings["suggest_by"] == "disagreement"
     keys = session.keys()
     accept_empty(session, keys[0])
     progress = list(session.score_unaccepted())
@@ -68,8 +68,8 @@ def test_by_disagreement_the_images_rank_highest_first(session):
     assert session.suggest_next() == ranking[1][0]
 
 
-def test_by_default_the_suggestions_cover_the_folder_and_say_why(session):
-    assert session.settings["suggest_by"] == "adaptive"
+def test_by_coverage_the_suggestions_cover_the_folder_and_say_why(session):
+    session.store.update_settings(suggest_by="adaptive")
     keys = session.keys()
     accept_empty(session, keys[0])
     list(session.score_unaccepted())

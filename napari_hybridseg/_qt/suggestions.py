@@ -24,9 +24,9 @@ TOP_N = 5
 RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
 #: the rules of ``learn.selection`` in a user's words
 RULE_CHOICES = {
-    "adaptive": "cover the folder, surprising images first",
-    "coverage": "cover the folder",
     "disagreement": "where the samples disagree",
+    "coverage": "cover the folder",
+    "adaptive": "cover the folder, surprising images first",
 }
 
 
@@ -62,9 +62,9 @@ class SuggestionPanel(QGroupBox):
         self.rule = compact_combo()
         for value, text in RULE_CHOICES.items():
             self.rule.addItem(text, value)
-        self.rule.setToolTip("How the next image is chosen: typical images the labels do not cover yet (those the "
-                             "model denoises poorly first, until 5 are accepted; then those its samples disagree on), "
-                             "the same with every image alike, or the most disagreement first")
+        self.rule.setToolTip("How the next image is chosen: where the model's diffusion samples disagree most; "
+                             "typical images the labels do not cover yet; or the same, those the model denoises "
+                             "poorly first until 5 are accepted, then those its samples disagree on")
         self.rule.activated.connect(lambda i: self.rule_changed.emit(self.rule.itemData(i)))
         by = QHBoxLayout()
         by.addWidget(QLabel("Suggest by"))

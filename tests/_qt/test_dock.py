@@ -144,17 +144,21 @@ def test_suggestions_follow_the_ranking_and_say_why(make_napari_viewer, qtbot, i
     assert dock.session.active_version == "v0001"
     qtbot.waitUntil(lambda: ranking_shown(dock, 7), timeout=120_000)
     # the last score is shown (its progress signal) a moment before the worker's finished signal sets this line
-    qtbot.waitUntil(lambda: "ranked with v0001: cover the folder" in dock.suggestions.status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "ranked with v0001: where the samples disagree" in dock.suggestions.status.text(),
+                    timeout=10_000)
+    ranking = dock.session.ranking()
+    assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
+
+    # by coverage, as the user picks it: the same scores, planned at once, each row saying why
+    rule = dock.suggestions.rule
+    rule.setCurrentIndex(rule.findData("adaptive"))
+    rule.activated.emit(rule.currentIndex())
+    assert ProjectStore.open(image_folder).settings["suggest_by"] == "adaptive"
     picks = dock.session.suggestions()
     assert dock.suggestions.list.item(0).text() == f"{picks[0].key} — {picks[0].reasons[0]}"
     assert picks[0].describe() in dock.suggestions.list.item(0).toolTip()
-
-    # by disagreement, as the user picks it: the same scores, ranked at once by BALD
-    rule = dock.suggestions.rule
     rule.setCurrentIndex(rule.findData("disagreement"))
     rule.activated.emit(rule.currentIndex())
-    assert ProjectStore.open(image_folder).settings["suggest_by"] == "disagreement"
-    ranking = dock.session.ranking()
     assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
     assert dock.suggestions.keys() == [key for key, _ in ranking[:5]]
 
