@@ -373,13 +373,11 @@ class AnnotationSession:
 
         unaccepted = self.unaccepted_keys()
         accepted = [key for key in self.keys() if self.store.record(key).state == "accepted"]
-        candidates = scorer.signals(unaccepted)
-        state = (self.active_version, self.settings["suggest_by"], tuple(candidates), tuple(accepted),
-                 tuple(scorer.signals(accepted)))
+        candidates, labelled = scorer.signals(unaccepted), scorer.signals(accepted)
+        state = (self.active_version, self.settings["suggest_by"], tuple(candidates), tuple(accepted), tuple(labelled))
         if self._plan is None or self._plan[0] != state:
-            labelled = [signals.features for signals in scorer.signals(accepted).values()]
-            self._plan = state, plan(candidates, labelled, self.settings["suggest_by"], k=PLANNED_PICKS,
-                                     n_labelled=len(accepted))
+            self._plan = state, plan(candidates, [signals.features for signals in labelled.values()],
+                                     self.settings["suggest_by"], k=PLANNED_PICKS, n_labelled=len(accepted))
         return self._plan[1]
 
     def ranking(self) -> list[tuple[str, float]]:
