@@ -374,10 +374,11 @@ class AnnotationSession:
         unaccepted = self.unaccepted_keys()
         accepted = [key for key in self.keys() if self.store.record(key).state == "accepted"]
         candidates, labelled = scorer.signals(unaccepted), scorer.signals(accepted)
-        state = (self.active_version, self.settings["suggest_by"], tuple(candidates), tuple(accepted), tuple(labelled))
+        rule, round_size = self.settings["suggest_by"], int(self.settings["refine_every"])
+        state = (self.active_version, rule, round_size, tuple(candidates), tuple(accepted), tuple(labelled))
         if self._plan is None or self._plan[0] != state:
-            self._plan = state, plan(candidates, [signals.features for signals in labelled.values()],
-                                     self.settings["suggest_by"], k=PLANNED_PICKS, n_labelled=len(accepted))
+            self._plan = state, plan(candidates, [signals.features for signals in labelled.values()], rule,
+                                     k=PLANNED_PICKS, n_labelled=len(accepted), round_size=round_size)
         return self._plan[1]
 
     def ranking(self) -> list[tuple[str, float]]:

@@ -47,8 +47,20 @@ def test_without_scores_the_next_unaccepted_image_is_suggested(session):
     assert session.suggest_next() is None
 
 
-def test_by_default_the_images_rank_by_disagreement_highest_first(session):
-    assert session.settings["suggest_by"] == "disagreement"
+def test_by_default_the_rule_follows_the_rounds_coverage_in_rounds_of_five_disagreement_one_by_one(session):
+    assert (session.settings["suggest_by"], session.settings["refine_every"]) == ("auto", 5)
+    list(session.score_unaccepted())
+    in_rounds = [(p.key, p.reasons) for p in session.suggestions()]
+    session.store.update_settings(suggest_by="coverage")
+    assert [(p.key, p.reasons) for p in session.suggestions()] == in_rounds
+    session.store.update_settings(suggest_by="auto", refine_every=1)
+    one_by_one = [(p.key, p.gain) for p in session.suggestions()]
+    session.store.update_settings(suggest_by="disagreement")
+    assert [(p.key, p.gain) for p in session.suggestions()] == one_by_one != [(key, None) for key, _ in in_rounds]
+
+
+def test_by_disagreement_the_images_rank_highest_first(session):
+    session.store.update_settings(suggest_by="disagreement")
     keys = session.keys()
     accept_empty(session, keys[0])
     progress = list(session.score_unaccepted())

@@ -22,7 +22,7 @@ from .model_panel import ModelPanel
 from .refine_panel import RefinePanel
 from .scroll_column import ScrollColumn
 from .status_box import StatusBox
-from .suggestions import RULE_CHOICES, SuggestionPanel
+from .suggestions import SuggestionPanel, rule_in_words
 from .unit_registry import build_cached_unit_registry
 from .viewer_close import on_viewer_closing
 from .workers import WorkerPool, check_files, freeze_loaded_modules
@@ -91,6 +91,7 @@ class HybridSegDock(QWidget):
         self.suggestions.chosen.connect(self.show_image)
         self.model.changed.connect(self._model_changed)
         self.refinement.new_version.connect(lambda _version: (self.model.refresh(), self._model_changed()))
+        self.refinement.every_changed.connect(lambda _every: self.suggestions.show_ranking())  # auto's rounds
 
     def _set_enabled(self, enabled: bool) -> None:
         controls = [*self.images.controls(), self.model, self.suggestions, *self.refinement.controls(),
@@ -261,7 +262,7 @@ class HybridSegDock(QWidget):
             return
         self.session.store.update_settings(suggest_by=rule)
         self.suggestions.show_ranking()
-        self.say(f"Suggesting by: {RULE_CHOICES[rule]}.", toast=False)
+        self.say(f"Suggesting by: {rule_in_words(self.session.settings)}.", toast=False)
 
     def accept(self) -> None:
         """Save the mask shown as corrected, then go where the after-accept setting says, and say why."""

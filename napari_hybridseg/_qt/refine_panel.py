@@ -22,6 +22,7 @@ class RefinePanel(QGroupBox):
     """``new_version`` is emitted with the version a refinement registered and made active."""
 
     new_version = Signal(str)
+    every_changed = Signal(int)  # the user set how many accepted images a round is
 
     def __init__(self, pool: WorkerPool, say: Callable[..., None], parent: QWidget | None = None):
         super().__init__("Refinement", parent)
@@ -91,6 +92,7 @@ class RefinePanel(QGroupBox):
     def _every_changed(self, value: int) -> None:
         if self.session is not None:
             self.session.store.update_settings(refine_every=int(value))
+            self.every_changed.emit(int(value))
 
     def start_if_due(self) -> None:
         if self.session is not None and self.worker is None and self.session.refine_due():

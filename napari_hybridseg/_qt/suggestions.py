@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..annotation import AnnotationSession
-from ..learn.selection import Pick
+from ..learn.selection import Pick, rule_for
 from .combo import compact_combo
 from .disagreement_layer import DISAGREEMENT_LAYER, ColourScale, hide_disagreement, show_disagreement
 from .workers import WorkerPool, disagreement_map, freeze_loaded_modules, score_unaccepted
@@ -24,10 +24,20 @@ TOP_N = 5
 RANKING_SHOW_INTERVAL_MS = 300  # while images are scored, the ranking shown is updated at most this often
 #: the rules of ``learn.selection`` in a user's words
 RULE_CHOICES = {
+    "auto": "automatic (by how often it refines)",
     "disagreement": "where the samples disagree",
     "coverage": "cover the folder",
     "adaptive": "cover the folder, surprising images first",
 }
+
+
+def rule_in_words(settings: dict) -> str:
+    """The project's rule as the user sees it; ``auto`` with the rule it stands for at the project's rounds."""
+    rule, every = settings["suggest_by"], int(settings["refine_every"])
+    if rule != "auto":
+        return RULE_CHOICES[rule]
+    rounds = "after every image" if every == 1 else f"after every {every} images"
+    return f"{RULE_CHOICES[rule_for(rule, every)]}, as the model refines {rounds}"
 
 
 class SuggestionPanel(QGroupBox):
@@ -62,9 +72,12 @@ class SuggestionPanel(QGroupBox):
         self.rule = compact_combo()
         for value, text in RULE_CHOICES.items():
             self.rule.addItem(text, value)
-        self.rule.setToolTip("How the next image is chosen: where the model's diffusion samples disagree most; "
-                             "typical images the labels do not cover yet; or the same, those the model denoises "
-                             "poorly first until 5 are accepted, then those its samples disagree on")
+        self.rule.setToolTip("How the next image is chosen. Automatic: where the samples disagree when the model "
+                             "refines after every image, cover the folder when it refines after several. Where the "
+                             "samples disagree: the model's diffusion samples disagree most. Cover the folder: "
+                             "typical images the labels do not cover yet, no two alike in a round. Surprising "
+                             "images first: the same, those the model denoises poorly first until 5 are accepted, "
+                             "then those its samples disagree on")
         self.rule.activated.connect(lambda i: self.rule_changed.emit(self.rule.itemData(i)))
         by = QHBoxLayout()
         by.addWidget(QLabel("Suggest by"))
@@ -160,7 +173,7 @@ class SuggestionPanel(QGroupBox):
             freeze_loaded_modules()  # ranking has loaded torch
             self.show_ranking()
             self.status.setText(f"Unaccepted images ranked with {self.session.version_label()}: "
-                                f"{RULE_CHOICES[self.session.settings['suggest_by']]}.")
+                                f"{rule_in_words(self.session.settings)}.")
 
     # -- the map -----------------------------------------------------------------------
     def _show_map_toggled(self, on: bool) -> None:

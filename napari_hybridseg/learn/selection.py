@@ -10,7 +10,10 @@ Rules:
   diverse, with no two near-duplicates; every weight is 1;
 * ``adaptive``: coverage weighted by how surprising each image is to the model (its denoising loss, as a rank)
   while fewer than ``switch_labels`` images are labelled, where the model does not know the domain yet; by
-  disagreement from then on, once it does.
+  disagreement from then on, once it does;
+* ``auto``: by the round, the number of images labelled before the model learns from them (the viewer's *Refine
+  every*): ``disagreement`` in rounds of 1, where the model's disagreement is fresh after every label;
+  ``coverage`` in larger rounds, where the top of a disagreement ranking is a run of near-duplicates.
 
 Every pick says why, in words (:attr:`Pick.reasons`). Pure numpy; knows nothing of Qt.
 """
@@ -25,9 +28,10 @@ import numpy as np
 if TYPE_CHECKING:
     from .signals import ImageSignals
 
-RULES = ("disagreement", "coverage", "adaptive")
-#: The dock's default: the rule that did best against random picks at 1 to 5 labels (docs/studies/active_learning.md)
-DEFAULT_RULE = "disagreement"
+RULES = ("auto", "disagreement", "coverage", "adaptive")
+#: The dock's default: in rounds of 1 the rule that did best against random picks, in rounds of 5 the one never
+#: below them (docs/studies/active_learning.md)
+DEFAULT_RULE = "auto"
 #: Labelled images from which the adaptive rule weights coverage by disagreement rather than surprise.
 SWITCH_LABELS = 5
 #: k(y, x) at or above this: x "resembles" y (a squared distance under half the median's).
@@ -46,10 +50,22 @@ class Pick:
         return "; ".join(self.reasons)
 
 
-def weighting(rule: str, n_labelled: int, switch_labels: int = SWITCH_LABELS) -> str | None:
-    """The signal a coverage rule weights images by (None: every weight 1)."""
+def _check(rule: str) -> None:
     if rule not in RULES:
         raise ValueError(f"unknown selection rule {rule!r}: use one of {', '.join(RULES)}")
+
+
+def rule_for(rule: str, round_size: int) -> str:
+    """The rule that picks a round of ``round_size`` images: ``auto`` resolved, any other rule as it is."""
+    _check(rule)
+    if rule == "auto":
+        return "disagreement" if round_size <= 1 else "coverage"
+    return rule
+
+
+def weighting(rule: str, n_labelled: int, switch_labels: int = SWITCH_LABELS) -> str | None:
+    """The signal a coverage rule weights images by (None: every weight 1)."""
+    _check(rule)
     if rule == "adaptive":
         return "surprise" if n_labelled < switch_labels else "disagreement"
     return None
@@ -77,13 +93,16 @@ def kernel(features: np.ndarray) -> np.ndarray:
 
 
 def plan(candidates: Mapping[Hashable, ImageSignals], labelled: Sequence[np.ndarray], rule: str = DEFAULT_RULE,
-         k: int | None = None, n_labelled: int | None = None, switch_labels: int = SWITCH_LABELS) -> list[Pick]:
+         k: int | None = None, n_labelled: int | None = None, switch_labels: int = SWITCH_LABELS,
+         round_size: int = 1) -> list[Pick]:
     """The unlabelled ``candidates`` in the order ``rule`` would label them, best first, each with its reasons.
 
     ``labelled`` are the feature vectors of the images labelled so far; ``n_labelled`` (default: their number)
-    how many there are, which sets the adaptive rule's phase. A coverage rule picks greedily the first ``k``
+    how many there are, which sets the adaptive rule's phase; ``round_size`` how many are labelled before the model
+    learns from them, which sets the rule ``auto`` resolves to. A coverage rule picks greedily the first ``k``
     (None: all; each pick costs O(n²)); the rest follow by what they would add after those.
     """
+    rule = rule_for(rule, round_size)
     keys = list(candidates)
     if not keys:
         return []

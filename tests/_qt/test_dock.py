@@ -144,10 +144,15 @@ def test_suggestions_follow_the_ranking_and_say_why(make_napari_viewer, qtbot, i
     assert dock.session.active_version == "v0001"
     qtbot.waitUntil(lambda: ranking_shown(dock, 7), timeout=120_000)
     # the last score is shown (its progress signal) a moment before the worker's finished signal sets this line
-    qtbot.waitUntil(lambda: "ranked with v0001: where the samples disagree" in dock.suggestions.status.text(),
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: "ranked with v0001: cover the folder, as the model refines after every 5 images"
+                    in dock.suggestions.status.text(), timeout=10_000)  # automatic, in the default rounds of 5
+    assert dock.suggestions.keys() == [pick.key for pick in dock.session.suggestions()[:5]]
+
+    # refining after every image, the automatic rule suggests where the samples disagree: the list follows at once
+    dock.refinement.every.setValue(1)
     ranking = dock.session.ranking()
     assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
+    assert dock.suggestions.keys() == [key for key, _ in ranking[:5]]
 
     # by coverage, as the user picks it: the same scores, planned at once, each row saying why
     rule = dock.suggestions.rule

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_hybridseg.learn.selection import kernel, plan, ranks, weighting
+from napari_hybridseg.learn.selection import kernel, plan, ranks, rule_for, weighting
 from napari_hybridseg.learn.signals import ImageSignals
 
 
@@ -52,6 +52,20 @@ def test_by_disagreement_the_order_is_the_scores():
     candidates = {key: ImageSignals(score, None, 1.0, np.zeros(4)) for key, score in (("x", 0.2), ("y", 0.9), ("z", 0.5))}
     assert [(p.key, p.gain) for p in plan(candidates, [], "disagreement")] == [("y", 0.9), ("z", 0.5), ("x", 0.2)]
     assert plan({}, [], "adaptive") == []
+
+
+def test_the_automatic_rule_picks_by_disagreement_one_by_one_and_covers_the_folder_in_rounds():
+    assert rule_for("auto", 1) == "disagreement" and rule_for("auto", 5) == rule_for("auto", 2) == "coverage"
+    assert rule_for("adaptive", 1) == "adaptive"
+    with pytest.raises(ValueError, match="unknown selection rule"):
+        rule_for("best", 1)
+    # three look-alikes whose samples disagree most, and two images unlike them
+    candidates = {**images([0, 0, 0, 0], 3, "a", disagreement=0.9, spread=0.0),
+                  **images([5, 5, 5, 5], 1, "b", disagreement=0.2), **images([0, 5, 0, 5], 1, "c", disagreement=0.1)}
+    one = plan(candidates, [], "auto", round_size=1)
+    assert [p.key for p in one[:3]] == ["a0", "a1", "a2"] and one == plan(candidates, [], "disagreement")
+    round_of_three = [p.key for p in plan(candidates, [], "auto", k=3, round_size=3)[:3]]
+    assert sorted(key[0] for key in round_of_three) == ["a", "b", "c"]  # one of the look-alikes, not three
 
 
 def test_ranks_and_kernel():

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 
 from .. import report
+from napari_hybridseg.learn.selection import rule_for
+
 from ..stats import Interval, paired_bootstrap, paired_bootstrap_over_targets
 from .plan import PRODUCT_RULE, STRATEGIES
 
@@ -19,6 +21,15 @@ def cells(rows: list[dict[str, Any]]) -> dict[tuple[str, int, str, int], Runs]:
     for r in rows:
         found.setdefault((r["target"], r["round_size"], r["strategy"], r["n_labels"]), {})[r["seed"]] = r
     return found
+
+
+def with_rule(found: dict[tuple[str, int, str, int], Runs], rule: str) -> dict[tuple[str, int, str, int], Runs]:
+    """``found`` with the runs of ``rule`` where it stands for a measured strategy in each round size: ``auto``'s
+    rounds are the very picks of the rule it resolves to (same model, signals and seed), so they are not run twice."""
+    if rule in STRATEGIES:
+        return found
+    return {**found, **{(target, size, rule, n): runs for (target, size, strategy, n), runs in found.items()
+                        if strategy == rule_for(rule, size)}}
 
 
 def targets_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -70,8 +81,9 @@ def label_counts(rows: list[dict[str, Any]]) -> list[int]:
 
 def goals_markdown(rows: list[dict[str, Any]], goal_labels: int, rule: str = PRODUCT_RULE) -> str:
     """The product rule against random: over the targets, where it is below random, and its worst-image Dice."""
-    found = cells(rows)
-    present = [s for s in STRATEGIES if s != "random" and any(key[2] == s for key in found)]
+    found = with_rule(cells(rows), rule)
+    dispatched = [] if rule in STRATEGIES else [rule]
+    present = [*dispatched, *(s for s in STRATEGIES if s != "random" and any(key[2] == s for key in found))]
     table = []
     for n in label_counts(rows):
         intervals = [over_targets(found, s, n) for s in present]
@@ -86,9 +98,12 @@ def goals_markdown(rows: list[dict[str, Any]], goal_labels: int, rule: str = PRO
                    f"{mean_of(found[(target, size, 'random', 5)], 'worst_dice'):.3f}" for target, (size, runs) in worst]
     worst_gain = np.mean([mean_of(runs, "worst_dice") - mean_of(found[(target, size, "random", 5)], "worst_dice")
                           for target, (size, runs) in worst]) if worst else None
+    stands_for = "; ".join(f"in rounds of {size} {rule_for(rule, size)}'s" for size in sorted({k[1] for k in found}))
     return "\n\n".join([
         "Each strategy − random, test Dice averaged over the targets (each target's seeds and test images "
-        "resampled within it), mean [95% interval]:",
+        "resampled within it), mean [95% interval]"
+        + (f"; {rule}, the dock's default, picks as the rule it stands for ({stands_for}), so its rounds are "
+           "those rounds" if dispatched else "") + ":",
         report.markdown_table(["labels", *[f"{s} − random" for s in present], "targets"], table),
         f"The product's rule ({rule}) significantly below random: "
         + ("; ".join(below) if below else "nowhere measured") + ".",
@@ -100,7 +115,7 @@ def goals_markdown(rows: list[dict[str, Any]], goal_labels: int, rule: str = PRO
 
 def labels_to_reach_markdown(rows: list[dict[str, Any]], goal_labels: int, strategy: str = PRODUCT_RULE) -> str:
     """Per target, how many labels ``strategy`` needs for its mean Dice to reach random's at ``goal_labels``."""
-    found = cells(rows)
+    found = with_rule(cells(rows), strategy)
     lines = []
     for target in targets_of(rows):
         reference = next((runs for (t, _, s, n), runs in sorted(found.items(), key=lambda kv: kv[0][1])
