@@ -31,7 +31,7 @@ def test_quick_active_learning_runs_every_strategy_and_resumes(tiny_sample_root,
         trajectories[(r["strategy"], r["seed"])] = r["labelled_ids"]
     page = (tmp_path / "BENCHMARKS.md").read_text()
     assert "adaptive − random" in page and "| 2 |" in page  # averaged over the targets, at each label count
-    assert "Labels disagreement needs for its mean Dice to reach random's at 2 labels" in page
+    assert "Labels auto needs for its mean Dice to reach random's at 2 labels" in page  # the dock's default rule
     assert "Worst test image's Dice after 5 labels" in page
     detail = (tmp_path / "results" / "active_learning_quick_detail.md").read_text()
     assert "### synth, rounds of 1" in detail and "coverage − random" in detail
@@ -93,14 +93,21 @@ def test_labels_to_reach_random_is_the_first_count_whose_mean_reaches_it():
     rows = [row("random", 5, s, 10, 0.80) for s in (0, 1)]
     rows += [row("disagreement", 5, s, n, d) for s in (0, 1) for n, d in ((5, 0.70), (10, 0.81))]
     rows += [row("disagreement", 1, s, n, 0.70 + 0.03 * n) for s in (0, 1) for n in range(1, 6)]  # 0.73 … 0.85
-    text = active_learning.labels_to_reach_markdown(rows, goal_labels=10)
+    def reach(rows, goal_labels=10, strategy="disagreement"):
+        return active_learning.labels_to_reach_markdown(rows, goal_labels, strategy)
+
+    text = reach(rows)
     assert "random's at 10 labels" in text
     assert "* t: 4 labels in rounds of 1 (random at 10: 0.800)" in text  # 0.82 is the first mean at or above 0.80
     slow = [r for r in rows if not (r["strategy"] == "disagreement" and r["round_size"] == 1 and r["n_labels"] >= 4)]
-    assert "* t: 10 labels in rounds of 5" in active_learning.labels_to_reach_markdown(slow, goal_labels=10)
+    assert "* t: 10 labels in rounds of 5" in reach(slow)
     slower = [r for r in slow if not (r["strategy"] == "disagreement" and r["n_labels"] == 10)]
-    assert "* t: not within 5 labels" in active_learning.labels_to_reach_markdown(slower, goal_labels=10)
-    assert "not measured yet" in active_learning.labels_to_reach_markdown(rows, goal_labels=15)
+    assert "* t: not within 5 labels" in reach(slower)
+    assert "not measured yet" in reach(rows, goal_labels=15)
+    # auto is disagreement one by one and coverage in rounds of 5: the rounds of 5 above are not its own
+    assert "* t: not within 3 labels" in reach(slow, strategy="auto")
+    covering = [{**r, "strategy": "coverage"} for r in slow if r["strategy"] == "disagreement" and r["round_size"] == 5]
+    assert "* t: 10 labels in rounds of 5" in reach(slow + covering, strategy="auto")
 
 
 def test_goals_average_each_target_against_random_and_flag_where_the_rule_is_below():
@@ -112,6 +119,9 @@ def test_goals_average_each_target_against_random_and_flag_where_the_rule_is_bel
 
     rows = rows_of("a", "random", 0.70) + rows_of("a", "disagreement", 0.80) + rows_of("b", "random", 0.70)
     rows += rows_of("b", "disagreement", 0.50)
-    text = goals_markdown(rows, goal_labels=10)
+    text = goals_markdown(rows, goal_labels=10, rule="disagreement")
     assert "| 3 | -0.050 [-0.050, -0.050] | a, b |" in text  # (+0.10 − 0.20) / 2, the same in every resample
     assert "significantly below random: b at 3 labels" in text
+    by_default = goals_markdown(rows, goal_labels=10)  # auto: in rounds of 1, disagreement's rounds
+    assert "| 3 | -0.050 [-0.050, -0.050] | -0.050 [-0.050, -0.050] | a, b |" in by_default
+    assert "The product's rule (auto) significantly below random: b at 3 labels" in by_default
