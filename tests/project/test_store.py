@@ -74,7 +74,7 @@ def test_create_accept_reopen(folder):
     assert again.accepted_keys() == ["img1.png"]
     assert again.accepted_mask("img0.png") is None
     assert again.position == "img1.png"
-    assert dict(again.settings) == {"refine_every": 3, "after_accept": "next", "suggest_by": "disagreement", "colour": "red"}
+    assert dict(again.settings) == {"refine_every": 3, "after_accept": "next", "suggest_by": "auto", "colour": "red"}
     assert again.problems == []
     root_attrs = json.loads((folder / ".hybridseg" / "store.zarr" / "zarr.json").read_text())["attributes"]
     assert root_attrs["format"] == "napari-hybridseg-project" and root_attrs["format_version"] == FORMAT_VERSION
