@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import report
 from napari_hybridseg.learn.selection import rule_for
 
+from .. import report
 from ..stats import Interval, paired_bootstrap, paired_bootstrap_over_targets
 from .plan import PRODUCT_RULE, STRATEGIES
 
@@ -98,12 +98,15 @@ def goals_markdown(rows: list[dict[str, Any]], goal_labels: int, rule: str = PRO
                    f"{mean_of(found[(target, size, 'random', 5)], 'worst_dice'):.3f}" for target, (size, runs) in worst]
     worst_gain = np.mean([mean_of(runs, "worst_dice") - mean_of(found[(target, size, "random", 5)], "worst_dice")
                           for target, (size, runs) in worst]) if worst else None
-    stands_for = "; ".join(f"in rounds of {size} {rule_for(rule, size)}'s" for size in sorted({k[1] for k in found}))
+    how_read = ""
+    if dispatched:
+        sizes = sorted({key[1] for key in found})
+        stands_for = "; ".join(f"in rounds of {size} {rule_for(rule, size)}'s" for size in sizes)
+        how_read = (f"; {rule}, the dock's default, picks as the rule it stands for ({stands_for}), so its rounds "
+                    "are those rounds")
     return "\n\n".join([
         "Each strategy − random, test Dice averaged over the targets (each target's seeds and test images "
-        "resampled within it), mean [95% interval]"
-        + (f"; {rule}, the dock's default, picks as the rule it stands for ({stands_for}), so its rounds are "
-           "those rounds" if dispatched else "") + ":",
+        f"resampled within it), mean [95% interval]{how_read}:",
         report.markdown_table(["labels", *[f"{s} − random" for s in present], "targets"], table),
         f"The product's rule ({rule}) significantly below random: "
         + ("; ".join(below) if below else "nowhere measured") + ".",
